@@ -1,0 +1,3 @@
+from scapp.cli import main
+
+raise SystemExit(main())
