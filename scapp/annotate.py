@@ -1,0 +1,187 @@
+"""Apply a saved run to a query dataset: align, predict, calibrate, threshold, write back.
+
+Modelled on CellTypist's ``AnnotationResult``, but the result does not hold the
+user's AnnData; it takes one as an argument when writing back.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from scapp import __version__, runs
+from scapp.data.align import GeneOverlap, align_genes
+from scapp.data.preprocess import Recipe
+from scapp.data.validate import UNASSIGNED, check_counts, empty_cells, get_matrix
+from scapp.errors import RunError
+from scapp.evaluate.calibration import softmax
+from scapp.models import get_model_class
+from scapp.models.base import Explanation, config_from_dict
+
+
+@dataclass
+class LoadedRun:
+    """A finished run folder turned back into a working model."""
+
+    path: Path
+    config: dict[str, Any]
+    model: Any
+    recipe: Recipe
+    classes: list[str]
+    temperature: float
+    important_genes: list[str]
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+
+def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
+    """Load config, genes, recipe, classes, temperature and weights; refuse unfinished runs."""
+    path = runs.resolve_run(ref)
+    st = runs.read_status(path)
+    if st is None or not st.get("has_model") or not (path / "model.safetensors").exists():
+        state = (st or {}).get("state", "unknown")
+        msg = f"Run {path.name} has no trained model (state: {state}); pick a finished run."
+        raise RunError(msg)
+    cfg = runs.read_json(path / "config.json")
+    if cfg.get("format_version", 1) > runs.FORMAT_VERSION:
+        msg = f"Run {path.name} was written by a newer scapp; upgrade scapp to use it."
+        raise RunError(msg)
+    genes = (path / "genes.txt").read_text().splitlines()
+    recipe = Recipe.from_dict(runs.read_json(path / "preprocess.json"), genes)
+    classes = runs.read_json(path / "labels.json")["classes"]
+    T = float(runs.read_json(path / "artifacts" / "temperature.json")["temperature"])
+    cls = get_model_class(cfg["model"])
+    model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=len(recipe.features),
+                classes=classes, device=device)
+    model.load_weights(str(path / "model.safetensors"))
+    imp_path = path / "artifacts" / "global_importance.csv"
+    important = pd.read_csv(imp_path)["gene"].astype(str).head(50).tolist() if imp_path.exists() else []
+    return LoadedRun(path=path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,
+                     important_genes=important)
+
+
+@dataclass
+class Annotation:
+    """Labels, calibrated probabilities and confidence for each query cell."""
+
+    cell_ids: pd.Index
+    proba: pd.DataFrame
+    threshold: float
+    overlap: GeneOverlap
+    run_id: str
+    model: str
+    embedding: np.ndarray | None = None
+    explanation: Explanation | None = None
+    empty: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    @property
+    def predicted(self) -> pd.Series:
+        return pd.Series(self.proba.columns[self.proba.to_numpy().argmax(1)], index=self.cell_ids)
+
+    @property
+    def confidence(self) -> pd.Series:
+        conf = self.proba.to_numpy().max(1)
+        conf = np.where(self.empty, 0.0, conf) if self.empty.size else conf
+        return pd.Series(conf, index=self.cell_ids)
+
+    def unassigned(self, threshold: float | None = None) -> pd.Series:
+        t = self.threshold if threshold is None else threshold
+        return self.confidence < t
+
+    def labels(self, threshold: float | None = None) -> pd.Series:
+        lab = self.predicted.astype(object).copy()
+        lab[self.unassigned(threshold).to_numpy()] = UNASSIGNED
+        return lab
+
+    def to_table(self, threshold: float | None = None) -> pd.DataFrame:
+        """The CLI's CSV: cell_id, label, confidence, unassigned, then p_<class> for every class."""
+        df = pd.DataFrame({"cell_id": np.asarray(self.cell_ids), "label": self.labels(threshold).to_numpy(),
+                           "confidence": self.confidence.to_numpy(), "unassigned": self.unassigned(threshold).to_numpy()})
+        probs = self.proba.reset_index(drop=True)
+        probs.columns = [f"p_{c}" for c in probs.columns]
+        return pd.concat([df, probs], axis=1)
+
+    def summary(self, threshold: float | None = None) -> pd.DataFrame:
+        """Cells per predicted label (Unassigned included), largest first."""
+        lab = self.labels(threshold)
+        return lab.value_counts().rename_axis("label").reset_index(name="cells")
+
+    def to_adata(self, adata: ad.AnnData, *, prefix: str = "scapp_", copy: bool = True) -> ad.AnnData:
+        """Write labels, confidence, unassigned flag, latent and provenance into AnnData.
+
+        Writes ``obs[prefix+'label'|'confidence'|'unassigned']``, ``obsm['X_scapp_<model>']`` and
+        ``uns['scapp']``. An existing column is never overwritten: a numbered suffix is added.
+        """
+        out = adata.copy() if copy else adata
+        if list(out.obs_names.astype(str)) != list(self.cell_ids.astype(str)):
+            msg = "This AnnData's cells are not the annotated cells."
+            raise ValueError(msg)
+        names = {}
+        for key, values in (("label", pd.Categorical(self.labels().to_numpy())),
+                            ("confidence", self.confidence.to_numpy().astype(np.float32)),
+                            ("unassigned", self.unassigned().to_numpy())):
+            col = _free_name(out.obs.columns, prefix + key)
+            out.obs[col] = values
+            names[key] = col
+        if self.embedding is not None:
+            out.obsm[_free_name(list(out.obsm.keys()), f"X_scapp_{self.model}")] = self.embedding
+        out.uns[_free_name(list(out.uns.keys()), "scapp")] = {
+            "run_id": self.run_id, "model": self.model, "scapp_version": __version__, "threshold": float(self.threshold),
+            "classes": list(self.proba.columns), "obs_columns": names,
+            "gene_overlap": {k: v for k, v in self.overlap.to_dict().items() if v is not None},
+        }
+        return out
+
+    def __repr__(self) -> str:
+        un = float(self.unassigned().mean()) if len(self.cell_ids) else 0.0
+        return (f"Annotation({len(self.cell_ids):,} cells × {self.proba.shape[1]} classes, run {self.run_id}, "
+                f"threshold {self.threshold:.2f}, {un:.1%} unassigned; {self.overlap.summary()})")
+
+
+def _free_name(existing: Any, name: str) -> str:
+    existing = set(map(str, existing))
+    if name not in existing:
+        return name
+    i = 2
+    while f"{name}_{i}" in existing:
+        i += 1
+    return f"{name}_{i}"
+
+
+def check_query(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None,
+                min_frac: float = 0.5, min_shared: int = 250) -> GeneOverlap:
+    """The overlap report alone (no prediction), e.g. for a panel before predicting."""
+    X = get_matrix(adata, layer)
+    _, report = align_genes(X[:0], adata.var, run.recipe.genes, important_genes=run.important_genes,
+                            min_frac=min_frac, min_shared=min_shared, raise_on_low=False)
+    return report
+
+
+def annotate(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, threshold: float = 0.5,
+             min_frac: float = 0.5, min_shared: int = 250, explain: bool = True) -> Annotation:
+    """Align the query to the model's genes, check it is counts, predict with calibrated probabilities.
+
+    Cells with zero counts over the model's genes get confidence 0, so they are Unassigned.
+    """
+    X = get_matrix(adata, layer)
+    check_counts(X, what="The query", layer_hint=True)
+    counts, report = align_genes(X, adata.var, run.recipe.genes, important_genes=run.important_genes,
+                                 min_frac=min_frac, min_shared=min_shared)
+    Xp = run.recipe.transform(counts)
+    expl = None
+    if explain and hasattr(run.model, "infer"):
+        logits, emb, expl = run.model.infer(Xp)
+    else:
+        logits, emb = run.model.predict_logits(Xp), run.model.embed(Xp)
+    proba = softmax(logits / run.temperature)
+    return Annotation(cell_ids=adata.obs_names.astype(str), proba=pd.DataFrame(proba, columns=run.classes),
+                      threshold=threshold, overlap=report, run_id=run.run_id, model=run.config["model"],
+                      embedding=emb, explanation=expl, empty=empty_cells(counts))

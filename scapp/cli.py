@@ -1,0 +1,258 @@
+"""``python -m scapp``: everything the app does, headless (architecture.md, CLI contract).
+
+User mistakes end with one line on stderr (``scapp: error: ...``) and exit code 2;
+an internal error exits 1 with its traceback in the log. ``train`` prints the run
+folder as its last line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from scapp.errors import ScappError, TrainingCancelled
+
+EXIT_USER = 2
+EXIT_BUG = 1
+MODELS = ("sims", "hydra", "zipo", "ssl", "logreg")
+
+
+def _err(msg: str) -> None:
+    print(f"scapp: error: {msg}", file=sys.stderr)
+
+
+def _setup_logging(verbose: bool, logfile: Path | None = None) -> None:
+    root = logging.getLogger("scapp")
+    root.setLevel(logging.INFO)
+    root.handlers.clear()
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    h.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.addHandler(h)
+    if logfile is not None:
+        fh = logging.FileHandler(logfile)
+        fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(fh)
+
+
+def _load_config_file(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    from scapp.errors import ConfigError
+
+    if not path:
+        return {}, {}
+    try:
+        d = json.loads(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"Config file {path} does not exist.") from e
+    except ValueError as e:
+        raise ConfigError(f"Config file {path} is not valid JSON ({e}).") from e
+    if not isinstance(d, dict):
+        raise ConfigError(f"Config file {path} must hold a JSON object of model options.")
+    pp = d.pop("preprocess", {}) or {}
+    d.pop("model", None)
+    return d, pp
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    from scapp.data import load_dataset
+
+    _, qc = load_dataset(a.data, orientation=a.orientation)
+    print(json.dumps(qc.to_dict(), indent=1, default=str))
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from scapp import runs
+    from scapp.errors import InputError
+    from scapp.models import get_model_class
+    from scapp.train.engine import TrainRequest, run_training
+
+    if not Path(a.data).exists():
+        raise InputError(f"No such file or folder: {a.data}")
+    get_model_class(a.model)  # unknown / not-yet models fail before a run folder exists
+    model_cfg, pp = _load_config_file(a.config)
+    req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
+                       device=a.device, seed=a.seed, model_config=model_cfg, preprocess=pp,
+                       valid_frac=a.valid_frac, test_frac=a.test_frac, drop_empty_cells=a.drop_empty_cells,
+                       orientation=a.orientation, threshold=a.threshold)
+    run = Path(a.run_dir) if a.run_dir else runs.create_run(a.model, out=a.out)
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "artifacts").mkdir(exist_ok=True)
+    _setup_logging(not a.quiet, run / "train.log")
+    log = logging.getLogger("scapp.cli")
+
+    def _term(signum: int, frame: Any) -> None:
+        raise TrainingCancelled("Stopped by a signal before training finished.")
+
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        run_training(req, run)
+    except TrainingCancelled as e:
+        runs.write_status(run, "cancelled", error=None, message=str(e), has_model=False, progress=None)
+        log.warning("%s", e)
+        print(run)
+        return 3
+    except ScappError as e:
+        runs.write_status(run, "failed", error=str(e), has_model=False)
+        log.info("failed: %s", e)
+        _err(str(e))
+        print(run)
+        return EXIT_USER
+    except MemoryError:
+        msg = ("The machine ran out of memory. Train on fewer cells or genes (e.g. preprocess n_top_genes 2000), "
+               "or use a machine with more memory.")
+        runs.write_status(run, "failed", error=msg, has_model=False)
+        _err(msg)
+        print(run)
+        return EXIT_USER
+    except Exception as e:  # noqa: BLE001 - every crash must end as a readable failed status
+        import torch
+
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            msg = ("The GPU ran out of memory. Use a smaller batch_size in the model options, fewer genes, "
+                   "or --device cpu.")
+            code = EXIT_USER
+        else:
+            msg = f"Internal error ({type(e).__name__}: {e}). Details are in {run / 'train.log'}; please report it."
+            code = EXIT_BUG
+        logging.getLogger("scapp").error("%s\n%s", msg, traceback.format_exc())
+        runs.write_status(run, "failed", error=msg, has_model=False)
+        _err(msg)
+        print(run)
+        return code
+    print(run)
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    from scapp.annotate import annotate, load_run
+    from scapp.data import load_dataset
+    from scapp.errors import InputError
+
+    _setup_logging(not a.quiet)
+    q = Path(a.query).resolve()
+    for out in (a.out, a.csv):
+        if out and Path(out).resolve() == q:
+            raise InputError("The output path is the query file itself; scapp never overwrites its input.")
+    run = load_run(a.run, device=a.device if a.device != "auto" else "cpu")
+    adata, _ = load_dataset(a.query, orientation=a.orientation)
+    res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac, min_shared=a.min_shared,
+                   explain=False)
+    print(res.overlap.summary(), file=sys.stderr)
+    if res.overlap.missing_important:
+        print(f"missing top genes: {', '.join(res.overlap.missing_important[:20])}", file=sys.stderr)
+    print(res.summary().to_string(index=False), file=sys.stderr)
+    from scapp import runs
+
+    if a.csv:
+        runs.write_table(Path(a.csv), res.to_table())
+        print(Path(a.csv).resolve())
+    if a.out:
+        out = res.to_adata(adata)
+        runs._atomic(Path(a.out), lambda t: out.write_h5ad(t))
+        print(Path(a.out).resolve())
+    if not a.csv and not a.out:
+        print(res.to_table().to_csv(index=False), end="")
+    return 0
+
+
+def cmd_markers(a: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from scapp import runs
+    from scapp.errors import RunError
+
+    run = runs.resolve_run(a.run)
+    path = run / "artifacts" / "markers.csv"
+    if not path.exists():
+        raise RunError(f"Run {run.name} has no marker table (state: {(runs.read_status(run) or {}).get('state')}).")
+    df = pd.read_csv(path)
+    df = df[df["rank"] <= a.top]
+    if a.out:
+        runs.write_table(Path(a.out), df)
+        print(Path(a.out).resolve())
+    else:
+        print(df.to_csv(index=False), end="")
+    return 0
+
+
+def cmd_denoise(a: argparse.Namespace) -> int:
+    from scapp.errors import ConfigError
+
+    raise ConfigError("Denoising needs a ZiPo run, and ZiPo is not available in this version of scapp yet.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="scapp", description="Single-cell annotation and interpretation, headless.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    i = sub.add_parser("info", help="QC summary of a dataset as JSON")
+    i.add_argument("data")
+    i.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    i.set_defaults(func=cmd_info)
+
+    t = sub.add_parser("train", help="train a model; prints the run folder as the last line")
+    t.add_argument("data")
+    t.add_argument("--label", required=True, help="obs column with the cell types")
+    t.add_argument("--model", default="sims", choices=MODELS)
+    t.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
+    t.add_argument("--run-dir", help=argparse.SUPPRESS)  # an existing (queued) run folder made by the app
+    t.add_argument("--epochs", type=int, help="maximum epochs (default: the method's)")
+    t.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--config", help="JSON file of model options (and an optional 'preprocess' object)")
+    t.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
+    t.add_argument("--drop-empty-cells", action="store_true", help="leave out cells with zero counts")
+    t.add_argument("--valid-frac", type=float, default=0.15)
+    t.add_argument("--test-frac", type=float, default=0.15)
+    t.add_argument("--threshold", type=float, default=0.5, help="confidence below which a cell is Unassigned")
+    t.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    t.add_argument("--quiet", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    r = sub.add_parser("predict", help="annotate a query dataset with a trained run")
+    r.add_argument("run", help="run folder (or run id)")
+    r.add_argument("query")
+    r.add_argument("--out", help="annotated .h5ad to write")
+    r.add_argument("--csv", help="CSV of labels, confidence and per-class probabilities")
+    r.add_argument("--threshold", type=float, default=0.5)
+    r.add_argument("--layer")
+    r.add_argument("--min-shared", type=int, default=250)
+    r.add_argument("--min-frac", type=float, default=0.5)
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    r.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_predict)
+
+    m = sub.add_parser("markers", help="per-class gene scores of a run as CSV")
+    m.add_argument("run")
+    m.add_argument("--out")
+    m.add_argument("--top", type=int, default=50)
+    m.set_defaults(func=cmd_markers)
+
+    d = sub.add_parser("denoise", help="denoise counts with a ZiPo run")
+    d.add_argument("run")
+    d.add_argument("data")
+    d.add_argument("--out", required=True)
+    d.set_defaults(func=cmd_denoise)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ScappError as e:
+        _err(str(e))
+        return EXIT_USER
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0

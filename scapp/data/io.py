@@ -1,0 +1,710 @@
+"""Read any supported single-cell input into an in-memory AnnData (cells × genes).
+
+Users arrive with whatever their pipeline wrote: an ``.h5ad`` from scanpy, a
+Cell Ranger ``.h5`` or ``matrix.mtx`` folder (often zipped), a loom file or a
+plain count table. :func:`read_data` turns all of them into one shape, cells ×
+genes with ``.X`` as CSR float32 where that saves memory, and says in a
+``read_info`` dict what it did and guessed, so the app can show it.
+
+Files are only ever opened for reading; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+import re
+import shutil
+import stat
+import tarfile
+import tempfile
+import warnings
+import zipfile
+from collections import Counter
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+from scipy import sparse
+
+from scapp.errors import InputError, InputRepresentationWarning, UnsupportedFormatError
+
+__all__ = ["SUPPORTED", "read_data"]
+
+SUPPORTED = (
+    ".h5ad",
+    ".h5",
+    ".loom",
+    ".csv",
+    ".tsv",
+    ".txt",
+    ".csv.gz",
+    ".tsv.gz",
+    ".zip",
+    ".tar.gz",
+    ".tgz",
+    "<folder with matrix.mtx[.gz]>",
+)
+
+Orientation = Literal["auto", "cells_x_genes", "genes_x_cells"]
+_ORIENTATIONS = ("auto", "cells_x_genes", "genes_x_cells")
+
+_TABLE_EXTS = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz", ".txt.gz")
+_ARCHIVE_EXTS = (".zip", ".tar.gz", ".tgz")
+# Dense matrices with at least this fraction of zeros are stored as CSR.
+_DENSE_TO_SPARSE_ZERO_FRACTION = 0.5
+# 10x matrix file, optionally with a GEO-style prefix such as "GSM123_".
+_MTX_RE = re.compile(r"^(?P<prefix>.*?)matrix\.mtx(?:\.gz)?$")
+
+
+# --------------------------------------------------------------------------- public
+
+
+def read_data(
+    path: str | os.PathLike, *, orientation: Orientation = "auto"
+) -> tuple[anndata.AnnData, dict]:
+    """Read a single-cell file or 10x folder into memory as cells × genes.
+
+    One entry point for every format lets the CLI and the app accept whatever
+    the user has, and the ``read_info`` record makes every silent decision
+    (format, table orientation, renamed genes) visible instead of hidden.
+
+    Parameters
+    ----------
+    path
+        A file with one of the extensions in :data:`SUPPORTED`, or a folder
+        holding ``matrix.mtx[.gz]`` with its ``features``/``genes`` and
+        ``barcodes`` files.
+    orientation
+        For text tables: ``"auto"`` guesses from the row and column names
+        whether rows are cells or genes; the other values force it. For h5ad
+        and loom files ``"genes_x_cells"`` transposes the object (for files
+        written the wrong way round); 10x formats define their own layout and
+        ignore it.
+
+    Returns
+    -------
+    adata
+        Cells × genes. ``.X`` is ``scipy.sparse.csr_matrix`` float32 unless the
+        file held a dense matrix with few zeros (then a float32 ndarray).
+        obs/var/obsm/layers/uns/raw of h5ad files are kept as they are.
+    read_info
+        ``{"format", "path", "orientation", "orientation_reason", "notes"}``;
+        ``orientation`` is None where the format fixes the layout.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, corrupt or unusable file (message says what to do).
+    UnsupportedFormatError
+        Extension or folder layout scapp does not read.
+    """
+    if orientation not in _ORIENTATIONS:
+        raise InputError(
+            f"orientation must be one of {', '.join(_ORIENTATIONS)}, not {orientation!r}."
+        )
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"No such file: '{p}'. Check the path (and that the file was uploaded).")
+
+    if p.is_dir():
+        adata, info = _read_mtx_dir(p)
+    else:
+        if p.stat().st_size == 0:
+            raise InputError(
+                f"Could not read '{p.name}': the file is empty (0 bytes). "
+                "The upload or export probably failed; write the file again."
+            )
+        name = p.name.lower()
+        mtx_match = _MTX_RE.match(p.name)
+        if mtx_match:
+            # A matrix.mtx file given directly: read the folder it sits in.
+            adata, info = _read_mtx_dir(p.parent, only_prefix=mtx_match["prefix"])
+        elif name.endswith(".h5ad"):
+            adata, info = _read_h5ad(p)
+        elif name.endswith(".h5"):
+            adata, info = _read_h5(p)
+        elif name.endswith(".loom"):
+            adata, info = _read_loom(p)
+        elif name.endswith(_TABLE_EXTS):
+            adata, info = _read_table(p, orientation)
+        elif name.endswith(_ARCHIVE_EXTS):
+            adata, info = _read_archive(p)
+        else:
+            raise UnsupportedFormatError(
+                f"scapp cannot read '{p.name}': unsupported file type. "
+                f"Supported: {', '.join(SUPPORTED)}."
+            )
+
+    if info["format"] in ("h5ad", "loom"):
+        adata = _apply_fixed_orientation(adata, info, orientation)
+    elif info["format"] in ("10x_h5", "10x_mtx") and orientation != "auto":
+        info["notes"].append(
+            f"orientation={orientation!r} ignored: 10x files always store barcodes and "
+            "features separately."
+        )
+    info["path"] = str(p)
+    _finalize_x(adata, info)
+    return adata, info
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _info(fmt: str) -> dict:
+    return {
+        "format": fmt,
+        "path": "",
+        "orientation": None,
+        "orientation_reason": None,
+        "notes": [],
+    }
+
+
+def _finalize_x(adata: anndata.AnnData, info: dict) -> None:
+    """Make ``.X`` CSR float32 (or dense float32 when it is mostly non-zero)."""
+    X = adata.X
+    if X is None:
+        layers = ", ".join(adata.layers.keys()) or "none"
+        raise InputError(
+            f"Could not use '{info.get('path') or 'the file'}': it has no main matrix (.X); "
+            f"layers: {layers}. Set adata.X to the counts layer and save it again."
+        )
+    if sparse.issparse(X):
+        if not (isinstance(X, sparse.csr_matrix) and X.dtype == np.float32):
+            adata.X = sparse.csr_matrix(X, dtype=np.float32)
+        return
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise InputError(f"The main matrix has {X.ndim} dimensions; expected a 2-D cells × genes matrix.")
+    n_zero = X.size - np.count_nonzero(X)
+    if X.size and n_zero / X.size >= _DENSE_TO_SPARSE_ZERO_FRACTION:
+        adata.X = sparse.csr_matrix(X, dtype=np.float32)
+    elif X.dtype != np.float32:
+        adata.X = X.astype(np.float32)
+
+
+def _make_unique(adata: anndata.AnnData, info: dict, *, what: str) -> None:
+    """Make gene (and cell) names unique, recording how many were renamed."""
+    n_dup = int(adata.var_names.duplicated().sum())
+    if n_dup:
+        adata.var_names_make_unique()
+        info["notes"].append(
+            f"made {n_dup} duplicated gene names unique by adding -1, -2, ... ({what})"
+        )
+    n_dup = int(adata.obs_names.duplicated().sum())
+    if n_dup:
+        adata.obs_names_make_unique()
+        info["notes"].append(f"made {n_dup} duplicated cell names unique by adding -1, -2, ...")
+
+
+def _new_adata(X, obs: pd.DataFrame, var: pd.DataFrame) -> anndata.AnnData:
+    """AnnData without anndata's duplicate-name warning (``_make_unique`` handles and notes it)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*names are not unique.*")
+        return anndata.AnnData(X=X, obs=obs, var=var)
+
+
+def _corrupt(p: Path, kind: str, hint: str, err: BaseException | None = None) -> InputError:
+    detail = f" ({type(err).__name__}: {err})" if err is not None else ""
+    return InputError(
+        f"Could not read '{p.name}': it is not a valid {kind} file (it may be truncated or "
+        f"corrupt){detail}. {hint}"
+    )
+
+
+_H5AD_HINT = "Re-export it from scanpy with adata.write_h5ad(...)."
+
+
+def _h5_top_keys(p: Path, kind: str, hint: str) -> set[str]:
+    if not h5py.is_hdf5(p):
+        raise _corrupt(p, kind, hint)
+    try:
+        with h5py.File(p, "r") as f:
+            return set(f.keys())
+    except Exception as err:  # h5py raises OSError/KeyError/RuntimeError variants
+        raise _corrupt(p, kind, hint, err) from err
+
+
+# --------------------------------------------------------------------------- h5ad / h5 / loom
+
+
+def _read_h5ad(p: Path) -> tuple[anndata.AnnData, dict]:
+    _h5_top_keys(p, "h5ad", _H5AD_HINT)
+    try:
+        adata = anndata.read_h5ad(p)
+    except Exception as err:
+        raise _corrupt(p, "h5ad", _H5AD_HINT, err) from err
+    return adata, _info("h5ad")
+
+
+def _read_h5(p: Path) -> tuple[anndata.AnnData, dict]:
+    hint = "Use the filtered_feature_bc_matrix.h5 written by Cell Ranger, or an .h5ad file."
+    keys = _h5_top_keys(p, "10x HDF5", hint)
+    if {"obs", "var"} <= keys or {"obs", "X"} <= keys:
+        adata, info = _read_h5ad(p)
+        info["notes"].append("the .h5 file is an AnnData (h5ad) file; read it as such")
+        return adata, info
+
+    import scanpy as sc
+
+    info = _info("10x_h5")
+    if "matrix" in keys:
+        # Cell Ranger v3+: report feature types that scanpy's gex_only drops.
+        try:
+            with h5py.File(p, "r") as f:
+                ftypes = f["matrix/features/feature_type"][()]
+            counts = Counter(t.decode() if isinstance(t, bytes) else str(t) for t in ftypes)
+        except Exception:
+            counts = Counter()
+        dropped = {k: v for k, v in counts.items() if k != "Gene Expression"}
+        if dropped and counts.get("Gene Expression", 0):
+            what = ", ".join(f"{v} {k}" for k, v in dropped.items())
+            info["notes"].append(f"kept Gene Expression features only; dropped {what}")
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*not unique.*")
+            adata = sc.read_10x_h5(p)
+    except Exception as err:
+        raise InputError(
+            f"Could not read '{p.name}' as a 10x HDF5 file ({type(err).__name__}: {err}); "
+            f"top-level groups: {', '.join(sorted(keys)) or 'none'}. {hint}"
+        ) from err
+    _make_unique(adata, info, what="10x files repeat some symbols")
+    return adata, info
+
+
+def _loom_attr_keys(p: Path) -> tuple[set[str], set[str]]:
+    with h5py.File(p, "r") as f:
+        cols = set(f["col_attrs"].keys()) if "col_attrs" in f else set()
+        rows = set(f["row_attrs"].keys()) if "row_attrs" in f else set()
+    return cols, rows
+
+
+def _read_loom(p: Path) -> tuple[anndata.AnnData, dict]:
+    hint = "Re-export it with loompy or adata.write_loom(...), or use .h5ad."
+    keys = _h5_top_keys(p, "loom", hint)
+    if "matrix" not in keys:
+        raise _corrupt(p, "loom", hint)
+    try:
+        from anndata.io import read_loom
+    except ImportError:  # anndata < 0.11
+        from anndata import read_loom
+
+    cols, rows = _loom_attr_keys(p)
+    obs_key = next((k for k in ("CellID", "obs_names", "cell_names", "CellIDs", "barcode", "cells") if k in cols), "CellID")
+    var_key = next((k for k in ("Gene", "var_names", "gene_names", "Genes", "gene", "Accession") if k in rows), "Gene")
+    try:
+        adata = read_loom(p, sparse=True, X_name="", obs_names=obs_key, var_names=var_key)
+    except Exception as err:
+        raise _corrupt(p, "loom", hint, err) from err
+    info = _info("loom")
+    adata.obs_names = adata.obs_names.astype(str)
+    adata.var_names = adata.var_names.astype(str)
+    if obs_key not in cols:
+        info["notes"].append("the loom file has no cell-name attribute; cells are numbered")
+    if var_key not in rows:
+        info["notes"].append("the loom file has no gene-name attribute; genes are numbered")
+    _make_unique(adata, info, what="loom file")
+    return adata, info
+
+
+def _apply_fixed_orientation(adata: anndata.AnnData, info: dict, orientation: str) -> anndata.AnnData:
+    """Honour an explicit orientation; otherwise only warn when names look transposed."""
+    if orientation == "genes_x_cells":
+        info["orientation"] = "genes_x_cells"
+        info["orientation_reason"] = "given by the user"
+        info["notes"].append("transposed the object: the user said its rows (obs) are genes")
+        return adata.T.copy()
+    if orientation == "cells_x_genes":
+        info["orientation"] = "cells_x_genes"
+        info["orientation_reason"] = "given by the user"
+        return adata
+    guess, reason, confident = _guess_orientation(
+        adata.obs_names, adata.var_names, adata.n_obs, adata.n_vars
+    )
+    if confident and guess == "genes_x_cells":
+        msg = (
+            f"the file may be transposed: {reason}. If its rows are genes, read it with "
+            "orientation='genes_x_cells'"
+        )
+        info["notes"].append(msg)
+        warnings.warn(msg, InputRepresentationWarning, stacklevel=3)
+    return adata
+
+
+# --------------------------------------------------------------------------- 10x mtx
+
+
+def _find_matrices(files: list[PurePosixPath]) -> dict[tuple[str, str], PurePosixPath]:
+    """Map (folder, prefix) -> matrix path for every *matrix.mtx[.gz] in a listing."""
+    found = {}
+    for f in files:
+        if "__MACOSX" in f.parts or f.name.startswith("._"):
+            continue
+        m = _MTX_RE.match(f.name)
+        if m:
+            found[(str(f.parent), m["prefix"])] = f
+    return found
+
+
+def _pick(names: set[str], prefix: str, stems: tuple[str, ...]) -> str | None:
+    for stem in stems:
+        for ext in (".tsv.gz", ".tsv", ".txt.gz", ".txt", ".csv.gz", ".csv"):
+            if f"{prefix}{stem}{ext}" in names:
+                return f"{prefix}{stem}{ext}"
+    return None
+
+
+def _read_mtx_dir(
+    d: Path, *, only_prefix: str | None = None, origin: str | None = None
+) -> tuple[anndata.AnnData, dict]:
+    names = {f.name for f in d.iterdir() if f.is_file()}
+    prefixes = sorted({m["prefix"] for n in names if (m := _MTX_RE.match(n))})
+    if only_prefix is not None:
+        prefixes = [only_prefix]
+    label = origin or f"folder '{d}'"
+    if not prefixes:
+        shown = ", ".join(sorted(names)[:10]) or "no files"
+        raise UnsupportedFormatError(
+            f"The {label} holds no matrix.mtx or matrix.mtx.gz (found: {shown}). "
+            f"scapp reads 10x folders (matrix.mtx + features.tsv + barcodes.tsv) or files: "
+            f"{', '.join(SUPPORTED[:-1])}."
+        )
+    if len(prefixes) > 1:
+        raise InputError(
+            f"The {label} holds several matrices ({', '.join(p + 'matrix.mtx' for p in prefixes)}); "
+            "pass the matrix file you want, or put each in its own folder."
+        )
+    prefix = prefixes[0]
+    mtx = next(n for n in (f"{prefix}matrix.mtx.gz", f"{prefix}matrix.mtx") if n in names)
+    feat = _pick(names, prefix, ("features", "genes"))
+    bcs = _pick(names, prefix, ("barcodes",))
+    missing = [w for w, f in (("features.tsv[.gz] or genes.tsv", feat), ("barcodes.tsv[.gz]", bcs)) if f is None]
+    if missing:
+        raise InputError(
+            f"The {label} has {mtx} but no {' and no '.join(missing)}; a 10x folder needs all "
+            "three files (matrix, features/genes, barcodes) from the same run."
+        )
+    return _read_mtx_files(d / mtx, d / feat, d / bcs)
+
+
+def _open_text(p: Path):
+    return gzip.open(p, "rt") if p.name.lower().endswith(".gz") else open(p)
+
+
+def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, dict]:
+    """Read a Cell Ranger v2 or v3 matrix, compressed or not (scanpy requires exactly one
+    of the two layouts, while hand-gzipped v2 or unzipped v3 folders are common)."""
+    from scipy.io import mmread
+
+    try:
+        if mtx.name.lower().endswith(".gz"):
+            with gzip.open(mtx, "rb") as fh:
+                m = mmread(fh)
+        else:
+            m = mmread(mtx)
+    except Exception as err:
+        raise InputError(
+            f"Could not read '{mtx.name}': not a valid Matrix Market file, or it is truncated "
+            f"({type(err).__name__}: {err}). Copy the file again from the Cell Ranger output."
+        ) from err
+    try:
+        with _open_text(feat) as fh:
+            sep = "," if ".csv" in feat.name.lower() else "\t"
+            genes = pd.read_csv(fh, sep=sep, header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
+        with _open_text(bcs) as fh:
+            barcodes = pd.read_csv(fh, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
+    except Exception as err:
+        raise InputError(
+            f"Could not read '{feat.name}' / '{bcs.name}' ({type(err).__name__}: {err}); "
+            "they should be tab-separated text files without a header."
+        ) from err
+
+    n_feat, n_bc = len(genes), len(barcodes)
+    if m.shape != (n_feat, n_bc):
+        raise InputError(
+            f"'{mtx.name}' is {m.shape[0]} × {m.shape[1]} but there are {n_feat} features and "
+            f"{n_bc} barcodes; the three files must come from the same 10x run."
+        )
+    info = _info("10x_mtx")
+    X = sparse.csr_matrix(m.T, dtype=np.float32)
+    var = pd.DataFrame(index=pd.Index(genes.iloc[:, min(1, genes.shape[1] - 1)].astype(str).values))
+    var["gene_ids"] = genes.iloc[:, 0].astype(str).values
+    if genes.shape[1] >= 3:
+        var["feature_types"] = genes.iloc[:, 2].astype(str).values
+    obs = pd.DataFrame(index=pd.Index(barcodes.iloc[:, 0].astype(str).values))
+    if "feature_types" in var:
+        ft = var["feature_types"]
+        is_gex = (ft == "Gene Expression").to_numpy()
+        if is_gex.any() and not is_gex.all():
+            what = ", ".join(f"{v} {k}" for k, v in Counter(ft[~is_gex]).items())
+            info["notes"].append(f"kept Gene Expression features only; dropped {what}")
+            X, var = X[:, is_gex], var.loc[is_gex]
+    adata = _new_adata(X, obs, var)
+    _make_unique(adata, info, what="10x files repeat some symbols")
+    return adata, info
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def _unsafe_member(name: str) -> bool:
+    n = name.replace("\\", "/")
+    return n.startswith("/") or bool(re.match(r"^[A-Za-z]:", n)) or ".." in n.split("/")
+
+
+def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
+    lower = p.name.lower()
+    is_zip = lower.endswith(".zip")
+    kind = "zip" if is_zip else "tar.gz"
+    try:
+        if is_zip:
+            arch = zipfile.ZipFile(p)
+            members = [i.filename for i in arch.infolist() if not i.is_dir()]
+            all_names = [i.filename for i in arch.infolist()]
+        else:
+            arch = tarfile.open(p, "r:gz")
+            tinfos = arch.getmembers()
+            members = [t.name for t in tinfos if t.isfile()]
+            all_names = [t.name for t in tinfos]
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as err:
+        raise InputError(
+            f"Could not read '{p.name}': not a valid {kind} archive (it may be truncated or "
+            f"corrupt) ({type(err).__name__}: {err}). Create the archive again."
+        ) from err
+
+    with arch:
+        bad = [n for n in all_names if _unsafe_member(n)]
+        if bad:
+            raise InputError(
+                f"Refusing to open '{p.name}': it contains entries that point outside the "
+                f"archive folder ({', '.join(bad[:3])}). Re-create the archive from the 10x folder."
+            )
+        if not is_zip:
+            links = [t.name for t in tinfos if not (t.isfile() or t.isdir())]
+            if links:
+                raise InputError(
+                    f"Refusing to open '{p.name}': it contains links or special files "
+                    f"({', '.join(links[:3])}). Re-create the archive with plain files only."
+                )
+        matrices = _find_matrices([PurePosixPath(m) for m in members])
+        if not matrices:
+            shown = ", ".join(members[:10]) + (f", ... ({len(members)} files)" if len(members) > 10 else "")
+            inner = [m for m in members if m.lower().endswith((".h5ad", ".h5", ".loom") + _TABLE_EXTS)]
+            hint = (
+                f" It holds {inner[0]!r}: extract it and load that file instead."
+                if inner
+                else " scapp reads archives of a 10x folder (matrix.mtx, features.tsv, barcodes.tsv)."
+            )
+            raise InputError(
+                f"The archive '{p.name}' holds no matrix.mtx or matrix.mtx.gz "
+                f"(found: {shown or 'nothing'}).{hint}"
+            )
+        notes = []
+        if len(matrices) > 1:
+            filtered = [k for k in matrices if "filtered" in k[0].lower()]
+            if len(filtered) == 1:
+                key = filtered[0]
+                notes.append(
+                    f"the archive holds {len(matrices)} matrices; used the filtered one in '{key[0]}'"
+                )
+            else:
+                where = ", ".join(f"{d}/{pre}matrix.mtx" for d, pre in sorted(matrices))
+                raise InputError(
+                    f"The archive '{p.name}' holds several matrices ({where}); archive only the "
+                    "one folder you want to load."
+                )
+        else:
+            key = next(iter(matrices))
+        folder, prefix = key
+        wanted = [m for m in members if str(PurePosixPath(m).parent) == folder]
+        with tempfile.TemporaryDirectory(prefix="scapp_archive_") as tmp:
+            root = Path(tmp).resolve()
+            for name in wanted:
+                target = (root / name).resolve()
+                if root not in target.parents:  # belt and braces after _unsafe_member
+                    raise InputError(f"Refusing to extract '{name}' from '{p.name}': unsafe path.")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = arch.open(name) if is_zip else arch.extractfile(name)
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
+            adata, info = _read_mtx_dir(
+                root / folder, only_prefix=prefix, origin=f"archive '{p.name}' (folder '{folder}')"
+            )
+    where = "" if folder == "." else f"{folder}/"
+    info["notes"] = [f"extracted {where}{prefix}matrix.mtx from the {kind} archive"] + notes + info["notes"]
+    return adata, info
+
+
+# --------------------------------------------------------------------------- text tables
+
+_ENSEMBL_RE = r"^ENS[A-Z]*G\d{5,}(?:\.\d+)?$"
+_SYMBOL_RE = r"^[A-Za-z][A-Za-z0-9]*(?:[\-\.][A-Za-z0-9]+)*$"
+_BARCODE_RE = r"[ACGT]{8,}"
+_CELLISH_RE = r"(?i)cell|^[A-Za-z0-9.\-]*[_:#]\d+$|^[SED]RR\d+$"
+_NUMERIC_RE = r"^\d+(?:\.\d+)?$"
+
+
+def _name_profile(names) -> dict[str, tuple[float, str]]:
+    """Fraction (and an example) of names of each kind, on a sample of up to 2000."""
+    s = pd.Index(names).astype(str)
+    if len(s) > 2000:
+        s = s[np.linspace(0, len(s) - 1, 2000).astype(int)]
+    s = pd.Series(s)
+    if s.empty:
+        return {}
+    masks = {
+        "Ensembl gene IDs": s.str.match(_ENSEMBL_RE),
+        "cell barcodes": s.str.contains(_BARCODE_RE),
+        "cell names": s.str.contains(_CELLISH_RE),
+        "numbers": s.str.match(_NUMERIC_RE),
+    }
+    cellish = masks["cell barcodes"] | masks["cell names"]
+    masks["cell names"] = masks["cell names"] & ~masks["cell barcodes"]
+    masks["gene symbols"] = s.str.match(_SYMBOL_RE) & ~cellish & ~masks["Ensembl gene IDs"] & (s.str.len() <= 25)
+    return {k: (float(m.mean()), str(s[m].iloc[0]) if m.any() else "") for k, m in masks.items()}
+
+
+def _geneness(profile: dict[str, tuple[float, str]]) -> float:
+    if not profile:
+        return 0.0
+    return (
+        profile["Ensembl gene IDs"][0]
+        + 0.5 * profile["gene symbols"][0]
+        - profile["cell barcodes"][0]
+        - profile["cell names"][0]
+    )
+
+
+def _describe(profile: dict[str, tuple[float, str]]) -> str:
+    if not profile:
+        return "no names"
+    kind, (frac, example) = max(profile.items(), key=lambda kv: kv[1][0])
+    if frac < 0.3:
+        return "names of no recognisable kind"
+    return f"{frac:.0%} look like {kind} (e.g. '{example}')"
+
+
+def _guess_orientation(row_names, col_names, n_rows: int, n_cols: int) -> tuple[str, str, bool]:
+    """Guess whether rows are cells or genes from their names; fall back to the shape.
+
+    Returns (orientation, reason, confident) where confident is False for the shape fallback.
+    """
+    rp, cp = _name_profile(row_names), _name_profile(col_names)
+    diff = _geneness(rp) - _geneness(cp)
+    desc = f"row names: {_describe(rp)}; column names: {_describe(cp)}"
+    if diff > 0.25:
+        return "genes_x_cells", f"rows look like genes and columns like cells ({desc})", True
+    if diff < -0.25:
+        return "cells_x_genes", f"rows look like cells and columns like genes ({desc})", True
+    if n_rows > n_cols:
+        return (
+            "genes_x_cells",
+            f"names do not tell cells from genes ({desc}); there are more rows ({n_rows}) than "
+            "columns, and tables usually have more genes than cells",
+            False,
+        )
+    return (
+        "cells_x_genes",
+        f"names do not tell cells from genes ({desc}); there are at least as many columns "
+        f"({n_cols}) as rows ({n_rows}), and tables usually have more genes than cells",
+        False,
+    )
+
+
+def _sniff_sep(p: Path) -> str:
+    with _open_text(p) as fh:
+        head = "".join(fh.readline() for _ in range(3))
+    if head.count("\t") >= max(1, head.count(",")):
+        return "\t"
+    if head.count(","):
+        return ","
+    return r"\s+"
+
+
+def _read_table(p: Path, orientation: str) -> tuple[anndata.AnnData, dict]:
+    lower = p.name.lower()
+    if ".csv" in lower:
+        sep = ","
+    elif ".tsv" in lower:
+        sep = "\t"
+    else:
+        try:
+            sep = _sniff_sep(p)
+        except (OSError, UnicodeDecodeError, EOFError) as err:
+            raise InputError(f"Could not read '{p.name}' as text ({type(err).__name__}: {err}).") from err
+    try:
+        df = pd.read_csv(p, sep=sep, index_col=0)
+        # pandas renames repeated headers ('A', 'A.1'); take the raw header to rename consistently.
+        header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as err:
+        raise InputError(f"Could not read '{p.name}': the table is empty.") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as err:
+        raise InputError(
+            f"Could not read '{p.name}' as a table ({type(err).__name__}: {err}). Expected a "
+            "comma- or tab-separated count matrix with gene/cell names in the first row and column."
+        ) from err
+    if df.shape[0] == 0 or df.shape[1] == 0:
+        raise InputError(
+            f"Could not read '{p.name}': the table has {df.shape[0]} data rows and {df.shape[1]} "
+            "columns after the name column; it needs names in the first column and counts after it."
+        )
+    raw_cols = list(header.iloc[0].astype(str))
+    if len(raw_cols) == df.shape[1] + 1:
+        raw_cols = raw_cols[1:]
+    if len(raw_cols) == df.shape[1]:
+        df.columns = pd.Index(raw_cols)
+
+    bad = [c for c in df.columns[~df.dtypes.map(lambda t: pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)).to_numpy()]]
+    if bad:
+        col = bad[0]
+        vals = df[col].dropna()
+        num = pd.to_numeric(vals, errors="coerce")
+        example = vals[num.isna()]
+        ex = f" (e.g. {str(example.iloc[0])!r})" if len(example) else ""
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise InputError(
+            f"Could not read '{p.name}': column {str(col)!r}{more} is not numeric{ex}. A count "
+            "table must hold only numbers after the first (name) column; move annotations to a "
+            "separate file."
+        )
+
+    info = _info("csv")
+    if pd.api.types.is_numeric_dtype(df.index.dtype):
+        info["notes"].append(
+            "the first column holds numbers and was used as row names; if it is data, add a "
+            "name column"
+        )
+    row_names = df.index.astype(str)
+    col_names = pd.Index(df.columns).astype(str)
+    if orientation == "auto":
+        orient, reason, confident = _guess_orientation(row_names, col_names, *df.shape)
+        if not confident:
+            msg = (
+                f"guessed that the table is {orient.replace('_x_', ' × ').replace('_', ' ')} from its "
+                "shape only; if that is wrong, pass the orientation explicitly"
+            )
+            info["notes"].append(msg)
+            warnings.warn(msg, InputRepresentationWarning, stacklevel=3)
+    else:
+        orient, reason = orientation, "given by the user"
+        guess, why, confident = _guess_orientation(row_names, col_names, *df.shape)
+        if confident and guess != orient:
+            info["notes"].append(f"orientation {orient!r} was given, but the names suggest otherwise: {why}")
+    info["orientation"], info["orientation_reason"] = orient, reason
+
+    values = df.to_numpy(dtype=np.float32)
+    if orient == "genes_x_cells":
+        values, cells, genes = values.T, col_names, row_names
+    else:
+        cells, genes = row_names, col_names
+    X = sparse.csr_matrix(values, dtype=np.float32)
+    adata = _new_adata(X, pd.DataFrame(index=pd.Index(cells)), pd.DataFrame(index=pd.Index(genes)))
+    _make_unique(adata, info, what="the table repeats some names")
+    return adata, info

@@ -1,0 +1,126 @@
+"""Checks that turn bad input into one clear sentence before any work starts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from scapp.errors import InputError, InputKindError, LabelError
+
+UNASSIGNED = "Unassigned"
+
+
+def get_matrix(adata: ad.AnnData, layer: str | None = None) -> Any:
+    """``.X``, a named layer, or ``"raw"`` for ``adata.raw.X`` (same genes required)."""
+    if layer in (None, "", "X"):
+        X = adata.X
+    elif layer == "raw":
+        if adata.raw is None:
+            msg = "This file has no .raw matrix; leave the layer empty to use .X."
+            raise InputError(msg)
+        if list(adata.raw.var_names) != list(adata.var_names):
+            msg = ".raw has different genes from .X; save the raw counts as a layer or in .X instead."
+            raise InputError(msg)
+        X = adata.raw.X
+    elif layer in adata.layers:
+        X = adata.layers[layer]
+    else:
+        avail = ", ".join(["X", *adata.layers.keys()] + (["raw"] if adata.raw is not None else []))
+        msg = f"Layer {layer!r} is not in this file; available: {avail}."
+        raise InputError(msg)
+    if X is None:
+        msg = "The file holds no expression matrix (.X is empty)."
+        raise InputError(msg)
+    return X
+
+
+def _values(X: Any) -> np.ndarray:
+    return X.data if sp.issparse(X) else np.asarray(X).ravel()
+
+
+def check_counts(X: Any, *, what: str = "the data", layer_hint: bool = True) -> None:
+    """Refuse anything that is not raw non-negative counts, saying what it looks like instead."""
+    from scapp.data.qc import detect_input_kind
+
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        msg = f"{what} has {X.shape[0]} cells × {X.shape[1]} genes; nothing to work on."
+        raise InputError(msg)
+    v = _values(X)
+    if v.size and not np.isfinite(v).all():
+        n_bad = int((~np.isfinite(v)).sum())
+        msg = (f"{what} contains {n_bad:,} NaN or infinite values; scapp needs finite counts. "
+               "Replace them (e.g. with 0) or re-export the raw counts.")
+        raise InputKindError(msg)
+    if v.size and (v < 0).any():
+        msg = (f"{what} contains {int((v < 0).sum()):,} negative values, so it looks scaled or batch-corrected, "
+               "not raw counts. Use the raw count matrix (a counts layer or .raw" + (", via --layer" if layer_hint else "") + ").")
+        raise InputKindError(msg)
+    kind, reason = detect_input_kind(X)
+    if kind != "counts":
+        hint = " Pick a layer that holds raw counts (--layer, or .raw)" if layer_hint else ""
+        msg = f"{what} does not look like raw counts: {reason}. scapp normalizes counts itself.{hint}"
+        raise InputKindError(msg)
+
+
+def check_genes(var_names: pd.Index, *, what: str = "the data") -> None:
+    dup = var_names[var_names.duplicated()]
+    if len(dup):
+        ex = ", ".join(map(str, pd.unique(dup)[:5]))
+        msg = (f"{what} has {len(dup):,} duplicated gene names (e.g. {ex}). Make them unique "
+               "(adata.var_names_make_unique()) or sum the duplicates, then try again.")
+        raise InputError(msg)
+
+
+def empty_cells(X: Any) -> np.ndarray:
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    return totals <= 0
+
+
+def check_empty_cells(X: Any, *, what: str = "the data", drop: bool = False) -> np.ndarray:
+    """Mask of cells to keep; all-zero cells are refused unless ``drop`` is asked for."""
+    empty = empty_cells(X)
+    if empty.all():
+        msg = f"Every cell in {what} has zero counts; check that the right matrix or layer was chosen."
+        raise InputError(msg)
+    if empty.any() and not drop:
+        msg = (f"{int(empty.sum()):,} cells in {what} have zero counts in every gene. Remove them "
+               "(sc.pp.filter_cells(adata, min_counts=1)) or pass --drop-empty-cells.")
+        raise InputError(msg)
+    return ~empty
+
+
+def get_labels(adata: ad.AnnData, column: str) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """Integer codes, class names (sorted) and a mask of cells that have a label.
+
+    Labels are used only as values, never as file names, so any character
+    (``/``, spaces, unicode) is fine.
+    """
+    if column not in adata.obs.columns:
+        from scapp.data.qc import label_candidates
+
+        cands = list(label_candidates(adata))
+        hint = f" Columns that look like labels: {', '.join(cands[:8])}." if cands else " The file has no obs column that looks like labels."
+        msg = f"Label column {column!r} is not in the file's obs.{hint}"
+        raise LabelError(msg)
+    s = adata.obs[column]
+    has = s.notna().to_numpy()
+    vals = s.astype(str).to_numpy()
+    has &= ~np.isin(vals, ["", "nan", "NaN", "None"])
+    if has.sum() == 0:
+        msg = f"Label column {column!r} is empty."
+        raise LabelError(msg)
+    classes = sorted(pd.unique(vals[has]).tolist())
+    if len(classes) < 2:
+        msg = f"Label column {column!r} has a single class ({classes[0]!r}); a classifier needs at least two."
+        raise LabelError(msg)
+    if UNASSIGNED in classes:
+        msg = f"Label column {column!r} uses the reserved class name {UNASSIGNED!r}; rename it (e.g. 'unlabelled')."
+        raise LabelError(msg)
+    lookup = {c: i for i, c in enumerate(classes)}
+    codes = np.full(len(vals), -1, dtype=np.int64)
+    codes[has] = pd.Series(vals[has]).map(lookup).to_numpy()
+    return codes, classes, has

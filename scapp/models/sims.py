@@ -1,0 +1,316 @@
+"""SIMS: TabNet classifier with sparse attentive gene masks (methods.md §1).
+
+The network is ``pytorch_tabnet.tab_network.TabNet``. scapp adds the training
+loop the SIMS thesis describes (class-weighted cross-entropy, Adam, validation-
+driven ReduceLROnPlateau, early stopping with the best weights restored) with
+the data kept on the device and batched by index, and the explain matrices.
+Deviations from the reference code, each on purpose:
+
+* class weights ``N / (C · n_c)`` are on by default (the thesis weights inversely
+  to frequency; the reference leaves them off);
+* the batch size scales with the training set (256…4096) instead of a fixed
+  1,024 with ``drop_last``, which on 3k cells gave 1–2 steps per epoch and
+  unstable results; batches are near-equal splits of a fresh permutation, so
+  nothing is dropped;
+* sparsemax and the identity group matrix are computed by exact, cheaper code
+  (``_tabnet_ops``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from scapp.models._tabnet_ops import encode, sparse_identity, use_fast_sparsemax
+from scapp.models.base import Explanation, FitData, Progress, ScappModel
+from scapp.train.device import DeviceMatrix, batch_slices
+
+
+@dataclass
+class SIMSConfig:
+    """Defaults: SIMS reference / thesis (methods.md §1)."""
+
+    n_d: int = 8
+    n_a: int = 8
+    n_steps: int = 3
+    gamma: float = 1.3
+    n_independent: int = 2
+    n_shared: int = 2
+    virtual_batch_size: int = 128
+    momentum: float = 0.02
+    mask_type: str = "sparsemax"
+    lambda_sparse: float = 1e-3
+    lr: float = 0.01
+    weight_decay: float = 1e-3
+    grad_clip: float = 1.0
+    lr_factor: float = 0.75
+    lr_patience: int = 3
+    early_stopping_patience: int = 10
+    max_epochs: int = 500
+    batch_size: int | None = None
+    """None: scale with the training set (n/50 rounded to a power of two, 256…4096)."""
+    class_weights: bool = True
+    l2_normalize: bool = True
+    """Divide each cell's log-expression vector by its L2 norm (reference loader; scale invariance)."""
+    seed: int = 0
+    inference_batch_size: int = 8192
+
+
+def auto_batch_size(n_train: int) -> int:
+    """Keep many optimizer steps per epoch on small data, large batches on large data."""
+    if n_train <= 0:
+        return 256
+    b = 2 ** int(round(math.log2(max(n_train / 50, 1))))
+    return int(min(4096, max(256, b)))
+
+
+def _iter_dense(X: Any, batch_size: int, device: torch.device):
+    n = X.shape[0]
+    for i in range(0, n, batch_size):
+        chunk = X[i : i + batch_size]
+        arr = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+        yield i, torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
+
+
+class _LogitsOnly(torch.nn.Module):
+    """Adapter so torch utilities can call the SIMS forward pass."""
+
+    def __init__(self, model: SIMSModel) -> None:
+        super().__init__()
+        self.net = model.net
+        self._model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._model._forward(x)[0]
+
+
+def _first_per_group(groups: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest ``keys`` within each group (vectorized)."""
+    if groups.size == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((keys, groups))
+    grp = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grp)) + 1]
+    ranks = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    return order[ranks < k]
+
+
+class SIMSModel(ScappModel):
+    name: ClassVar[str] = "sims"
+    Config: ClassVar[type] = SIMSConfig
+    preprocess_defaults: ClassVar[dict[str, Any]] = {}
+    has_embedding: ClassVar[bool] = True
+    explain_kind: ClassVar[str] = "tabnet_mask"
+
+    def __init__(self, config: SIMSConfig, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
+        super().__init__(config, n_features=n_features, classes=classes, device=device)
+        from pytorch_tabnet.tab_network import TabNet
+
+        torch.manual_seed(config.seed)
+        self._device = torch.device(device)
+        self.net = TabNet(
+            n_features, self.n_classes, n_d=config.n_d, n_a=config.n_a, n_steps=config.n_steps,
+            gamma=config.gamma, n_independent=config.n_independent, n_shared=config.n_shared,
+            virtual_batch_size=config.virtual_batch_size, momentum=config.momentum,
+            mask_type=config.mask_type, group_attention_matrix=sparse_identity(n_features),
+        )
+        use_fast_sparsemax(self.net)
+        self.net.to(self._device)
+
+    # -- forward -----------------------------------------------------------------
+    def _prep(self, x: torch.Tensor) -> torch.Tensor:
+        if self.config.l2_normalize:
+            x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return x
+
+    def _forward(self, x: torch.Tensor, *, explain: bool = False):
+        res, m_loss, m_explain = encode(self.net, self._prep(x), explain=explain)
+        return self.net.tabnet.final_mapping(res), res, m_loss, m_explain
+
+    # -- training ------------------------------------------------------------------
+    def fit(self, train: FitData, valid: FitData, progress: Progress) -> None:
+        cfg = self.config
+        dev = self._device
+        gen = torch.Generator().manual_seed(cfg.seed)
+        Xtr = DeviceMatrix(train.X, dev)
+        ytr = torch.as_tensor(train.y, dtype=torch.long, device=dev)
+        Xva = DeviceMatrix(valid.X, dev) if len(valid.y) else None
+        yva = torch.as_tensor(valid.y, dtype=torch.long, device=dev)
+        counts = np.bincount(train.y, minlength=self.n_classes).astype(np.float64)
+        if cfg.class_weights:
+            w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+        else:
+            w = np.ones(self.n_classes)
+        weight = torch.as_tensor(w, dtype=torch.float32, device=dev)
+        bs = cfg.batch_size or auto_batch_size(len(train.y))
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
+        best_loss, best_state, since_best = float("inf"), None, 0
+        self.batch_size_used = bs
+        t_start = time.monotonic()
+        for epoch in range(1, cfg.max_epochs + 1):
+            t0 = time.monotonic()
+            self.net.train()
+            tot, n_seen = 0.0, 0
+            for idx in batch_slices(len(train.y), bs, generator=gen, device=dev):
+                if progress.should_stop():
+                    self.stopped_by_user = True
+                    break
+                logits, _, m_loss, _ = self._forward(Xtr.rows(idx))
+                loss = F.cross_entropy(logits, ytr[idx], weight=weight) - cfg.lambda_sparse * m_loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                opt.step()
+                tot += float(loss.detach()) * idx.numel()
+                n_seen += idx.numel()
+            if self.stopped_by_user:
+                break
+            event: dict[str, Any] = {"epoch": epoch, "max_epochs": cfg.max_epochs, "train_loss": tot / max(n_seen, 1),
+                                     "lr": opt.param_groups[0]["lr"], "batch_size": bs}
+            self._recompute_bn_stats(Xtr, gen)
+            if Xva is not None:
+                event.update(self._validate(Xva, yva, weight))
+                monitor = event["valid_loss"]
+            else:
+                monitor = event["train_loss"]
+            sched.step(monitor)
+            if monitor < best_loss - 1e-6:
+                best_loss, since_best, self.best_epoch = monitor, 0, epoch
+                best_state = copy.deepcopy(self.net.state_dict())
+            else:
+                since_best += 1
+            now = time.monotonic()
+            event["epoch_s"] = now - t0
+            event["elapsed_s"] = now - t_start
+            event["best_epoch"] = self.best_epoch
+            event["eta_s"] = event["epoch_s"] * min(cfg.max_epochs - epoch, cfg.early_stopping_patience - since_best)
+            self.history.append(event)
+            progress.emit(event)
+            if since_best >= cfg.early_stopping_patience:
+                break
+        if best_state is not None:
+            self.net.load_state_dict(best_state)
+        self.net.eval()
+
+    def _recompute_bn_stats(self, Xtr: DeviceMatrix, gen: torch.Generator, max_cells: int = 16384) -> None:
+        """Exact batch-norm statistics from (a sample of) training cells before validating.
+
+        TabNet's running averages (momentum 0.01–0.02) lag far behind the
+        weights on small data: on pbmc3k, validation accuracy sat at ~10% for
+        15 epochs and early stopping kept a random epoch. Recomputing them
+        ("precise BN", via ``torch.optim.swa_utils.update_bn``) makes every
+        validation score, and the checkpoint it selects, meaningful.
+        """
+        from torch.optim.swa_utils import update_bn
+
+        n = len(Xtr)
+        idx = torch.randperm(n, generator=gen)[:max_cells].to(self._device)
+        bs = max(self.config.virtual_batch_size, min(4096, idx.numel()))
+        batches = [Xtr.rows(b) for b in torch.split(idx, bs)]
+        update_bn(batches, _LogitsOnly(self), device=self._device)
+
+    @torch.no_grad()
+    def _validate(self, Xva: DeviceMatrix, yva: torch.Tensor, weight: torch.Tensor) -> dict[str, float]:
+        self.net.eval()
+        n = len(Xva)
+        logits = torch.cat([self._forward(Xva.rows(idx))[0]
+                            for idx in batch_slices(n, self.config.inference_batch_size, shuffle=False, device=self._device)])
+        loss = float(F.cross_entropy(logits, yva, weight=weight))
+        pred = logits.argmax(1)
+        C = self.n_classes
+        tp = torch.bincount(yva[pred == yva], minlength=C).float()
+        support = torch.bincount(yva, minlength=C).float()
+        predicted = torch.bincount(pred, minlength=C).float()
+        f1 = 2 * tp / (support + predicted).clamp_min(1)
+        present = support > 0
+        recall = tp / support.clamp_min(1)
+        return {"valid_loss": loss, "valid_accuracy": float((pred == yva).float().mean()),
+                "valid_macro_f1": float(f1[present].mean()), "valid_balanced_accuracy": float(recall[present].mean())}
+
+    # -- inference -----------------------------------------------------------------
+    @torch.no_grad()
+    def predict_logits(self, X: Any) -> np.ndarray:
+        self.net.eval()
+        out = [self._forward(xb)[0].cpu() for _, xb in _iter_dense(X, self.config.inference_batch_size, self._device)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
+
+    @torch.no_grad()
+    def embed(self, X: Any) -> np.ndarray:
+        """The summed step decision outputs (n_d dims), the representation the classifier reads."""
+        self.net.eval()
+        out = [self._forward(xb)[1].cpu() for _, xb in _iter_dense(X, self.config.inference_batch_size, self._device)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_d), np.float32)
+
+    @torch.no_grad()
+    def infer(self, X: Any, *, by: np.ndarray | None = None, cells_per_class: int = 50, seed: int = 0
+              ) -> tuple[np.ndarray, np.ndarray, Explanation]:
+        """Logits, embedding and explanation from one pass (``by=None``: group by predicted class).
+
+        Explain rows are aggregated batch by batch; only ``cells_per_class``
+        sampled rows per class are kept whole, never a cells × genes matrix.
+        """
+        self.net.eval()
+        C, D = self.n_classes, self.n_features
+        dev = self._device
+        n = X.shape[0]
+        rng = np.random.default_rng(seed)
+        # Which cells to keep whole is only known for `by`; for predicted classes use a random score.
+        keep_key = rng.random(n)
+        class_sum = torch.zeros((C, D), dtype=torch.float64, device=dev)
+        class_n = torch.zeros(C, dtype=torch.float64, device=dev)
+        glob = torch.zeros(D, dtype=torch.float64, device=dev)
+        logits_all, emb_all = [], []
+        sample_rows: list[torch.Tensor] = []
+        sample_idx: list[np.ndarray] = []
+        sample_score: list[np.ndarray] = []
+        for start, xb in _iter_dense(X, self.config.inference_batch_size, dev):
+            logits, res, _, m_exp = self._forward(xb, explain=True)
+            logits_all.append(logits.cpu())
+            emb_all.append(res.cpu())
+            glob += m_exp.sum(0, dtype=torch.float64)
+            norm = m_exp / m_exp.sum(1, keepdim=True).clamp_min(1e-12)
+            g = torch.as_tensor(by[start : start + len(xb)], device=dev) if by is not None else logits.argmax(1)
+            class_sum.index_add_(0, g, norm.double())
+            class_n += torch.bincount(g, minlength=C).double()
+            # Candidate sample: lowest keep_key per class within this batch (merged below).
+            keys = keep_key[start : start + len(xb)]
+            pick = _first_per_group(g.cpu().numpy(), keys, cells_per_class)
+            sample_rows.append(norm[torch.as_tensor(pick, device=dev)].float().cpu())
+            sample_idx.append(start + pick)
+            sample_score.append(keys[pick])
+        logits_np = torch.cat(logits_all).numpy() if logits_all else np.zeros((0, C), np.float32)
+        emb_np = torch.cat(emb_all).numpy() if emb_all else np.zeros((0, self.config.n_d), np.float32)
+        mean = (class_sum / class_n.clamp_min(1)[:, None]).float().cpu().numpy()
+        colmax = mean.max(axis=0, keepdims=True)
+        per_class = np.divide(mean, colmax, out=np.zeros_like(mean), where=colmax > 0)
+        fi = (glob / glob.sum().clamp_min(1e-12)).float().cpu().numpy()
+        rows = torch.cat(sample_rows).numpy() if sample_rows else np.zeros((0, D), np.float32)
+        idx = np.concatenate(sample_idx) if sample_idx else np.zeros(0, np.int64)
+        score = np.concatenate(sample_score) if sample_score else np.zeros(0)
+        groups = (by if by is not None else logits_np.argmax(1))[idx] if idx.size else idx
+        keep = np.sort(_first_per_group(groups, score, cells_per_class))
+        expl = Explanation(class_scores=per_class, global_importance=fi, cell_masks=rows[keep], cell_index=idx[keep],
+                           kind="tabnet_mask", extra={"class_mean_mask": mean, "class_n": class_n.cpu().numpy()})
+        return logits_np, emb_np, expl
+
+    def explain(self, X: Any, by: np.ndarray) -> Explanation:
+        return self.infer(X, by=by)[2]
+
+    # -- weights -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v.detach().cpu().numpy().copy() for k, v in self.net.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
+        self.net.to(self._device)
+        self.net.eval()
