@@ -78,7 +78,8 @@ def read_data(
     path
         A file with one of the extensions in :data:`SUPPORTED`, or a folder
         holding ``matrix.mtx[.gz]`` with its ``features``/``genes`` and
-        ``barcodes`` files.
+        ``barcodes`` files (directly, or a few levels down as in Cell Ranger's
+        ``outs/``, where the filtered matrix is preferred over the raw one).
     orientation
         For text tables: ``"auto"`` guesses from the row and column names
         whether rows are cells or genes; the other values force it. For h5ad
@@ -112,7 +113,7 @@ def read_data(
         raise InputError(f"No such file: '{p}'. Check the path (and that the file was uploaded).")
 
     if p.is_dir():
-        adata, info = _read_mtx_dir(p)
+        adata, info = _read_mtx_tree(p)
     else:
         if p.stat().st_size == 0:
             raise InputError(
@@ -237,6 +238,8 @@ def _read_h5ad(p: Path) -> tuple[anndata.AnnData, dict]:
     _h5_top_keys(p, "h5ad", _H5AD_HINT)
     try:
         adata = anndata.read_h5ad(p)
+    except MemoryError:
+        raise
     except Exception as err:
         raise _corrupt(p, "h5ad", _H5AD_HINT, err) from err
     return adata, _info("h5ad")
@@ -248,6 +251,10 @@ def _read_h5(p: Path) -> tuple[anndata.AnnData, dict]:
     if {"obs", "var"} <= keys or {"obs", "X"} <= keys:
         adata, info = _read_h5ad(p)
         info["notes"].append("the .h5 file is an AnnData (h5ad) file; read it as such")
+        return adata, info
+    if {"matrix", "row_attrs", "col_attrs"} <= keys:
+        adata, info = _read_loom(p)
+        info["notes"].append("the .h5 file is a loom file; read it as such")
         return adata, info
 
     import scanpy as sc
@@ -269,6 +276,8 @@ def _read_h5(p: Path) -> tuple[anndata.AnnData, dict]:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not unique.*")
             adata = sc.read_10x_h5(p)
+    except MemoryError:
+        raise
     except Exception as err:
         raise InputError(
             f"Could not read '{p.name}' as a 10x HDF5 file ({type(err).__name__}: {err}); "
@@ -300,6 +309,8 @@ def _read_loom(p: Path) -> tuple[anndata.AnnData, dict]:
     var_key = next((k for k in ("Gene", "var_names", "gene_names", "Genes", "gene", "Accession") if k in rows), "Gene")
     try:
         adata = read_loom(p, sparse=True, X_name="", obs_names=obs_key, var_names=var_key)
+    except MemoryError:
+        raise
     except Exception as err:
         raise _corrupt(p, "loom", hint, err) from err
     info = _info("loom")
@@ -350,6 +361,40 @@ def _find_matrices(files: list[PurePosixPath]) -> dict[tuple[str, str], PurePosi
         if m:
             found[(str(f.parent), m["prefix"])] = f
     return found
+
+
+def _choose_matrix(
+    matrices: dict[tuple[str, str], PurePosixPath], label: str, fix: str
+) -> tuple[tuple[str, str], list[str]]:
+    """One (folder, prefix) among several; Cell Ranger's filtered matrix wins over raw."""
+    if len(matrices) == 1:
+        return next(iter(matrices)), []
+    filtered = [k for k in matrices if "filtered" in k[0].lower()]
+    if len(filtered) == 1:
+        key = filtered[0]
+        return key, [f"found {len(matrices)} matrices; used the filtered one in '{key[0]}'"]
+    where = ", ".join(str(matrices[k]) for k in sorted(matrices))
+    raise InputError(f"{label} holds several matrices ({where}); {fix}.")
+
+
+def _read_mtx_tree(d: Path) -> tuple[anndata.AnnData, dict]:
+    """A folder holding the 10x files, or holding a folder that does (e.g. Cell Ranger outs/)."""
+    if any(_MTX_RE.match(f.name) for f in d.iterdir() if f.is_file()):
+        return _read_mtx_dir(d)
+    rel = []
+    for sub, dirs, fnames in os.walk(d):
+        depth = len(Path(sub).relative_to(d).parts)
+        dirs[:] = [x for x in dirs if not x.startswith(".") and depth < 3]
+        rel += [PurePosixPath(Path(sub).relative_to(d).as_posix()) / f for f in fnames]
+    matrices = _find_matrices(rel)
+    if not matrices:
+        return _read_mtx_dir(d)  # raises with the listing
+    (folder, prefix), notes = _choose_matrix(
+        matrices, f"The folder '{d}'", "pass the one folder you want to load"
+    )
+    adata, info = _read_mtx_dir(d / folder, only_prefix=prefix)
+    info["notes"] = [f"read the 10x matrix in sub-folder '{folder}'"] + notes + info["notes"]
+    return adata, info
 
 
 def _pick(names: set[str], prefix: str, stems: tuple[str, ...]) -> str | None:
@@ -408,6 +453,8 @@ def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, 
                 m = mmread(fh)
         else:
             m = mmread(mtx)
+    except MemoryError:
+        raise
     except Exception as err:
         raise InputError(
             f"Could not read '{mtx.name}': not a valid Matrix Market file, or it is truncated "
@@ -419,6 +466,8 @@ def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, 
             genes = pd.read_csv(fh, sep=sep, header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
         with _open_text(bcs) as fh:
             barcodes = pd.read_csv(fh, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
+    except MemoryError:
+        raise
     except Exception as err:
         raise InputError(
             f"Could not read '{feat.name}' / '{bcs.name}' ({type(err).__name__}: {err}); "
@@ -505,23 +554,9 @@ def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
                 f"The archive '{p.name}' holds no matrix.mtx or matrix.mtx.gz "
                 f"(found: {shown or 'nothing'}).{hint}"
             )
-        notes = []
-        if len(matrices) > 1:
-            filtered = [k for k in matrices if "filtered" in k[0].lower()]
-            if len(filtered) == 1:
-                key = filtered[0]
-                notes.append(
-                    f"the archive holds {len(matrices)} matrices; used the filtered one in '{key[0]}'"
-                )
-            else:
-                where = ", ".join(f"{d}/{pre}matrix.mtx" for d, pre in sorted(matrices))
-                raise InputError(
-                    f"The archive '{p.name}' holds several matrices ({where}); archive only the "
-                    "one folder you want to load."
-                )
-        else:
-            key = next(iter(matrices))
-        folder, prefix = key
+        (folder, prefix), notes = _choose_matrix(
+            matrices, f"The archive '{p.name}'", "archive only the one folder you want to load"
+        )
         wanted = [m for m in members if str(PurePosixPath(m).parent) == folder]
         with tempfile.TemporaryDirectory(prefix="scapp_archive_") as tmp:
             root = Path(tmp).resolve()

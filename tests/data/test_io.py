@@ -181,6 +181,20 @@ def test_matrix_file_given_directly(files, small):
     assert info["format"] == "10x_mtx" and adata.shape == small.shape
 
 
+def test_cell_ranger_outs_folder_prefers_filtered(small, tmp_path):
+    outs = tmp_path / "outs"
+    write_mtx_folder(small, outs / "filtered_feature_bc_matrix")
+    write_mtx_folder(small[:10], outs / "raw_feature_bc_matrix")
+    adata, info = read_data(outs)
+    assert adata.shape == small.shape
+    assert any("filtered one" in n for n in info["notes"])
+    other = tmp_path / "two_samples"
+    write_mtx_folder(small[:10], other / "sample_a")
+    write_mtx_folder(small[:20], other / "sample_b")
+    with pytest.raises(InputError, match="several matrices.*sample_a.*sample_b"):
+        read_data(other)
+
+
 def test_h5_that_is_really_h5ad(files, tmp_path, small):
     p = tmp_path / "actually_anndata.h5"
     p.write_bytes(files["h5ad"].read_bytes())
