@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything into .venv and run the whole test suite.
+# Fails loudly: pytest's exit 5 ("no tests collected") is a failure here too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null 2>&1 || PY=python3
+if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+.venv/bin/python -c "import scapp, torch, pytorch_tabnet, scanpy" # the install worked
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi
+exit "$rc"
