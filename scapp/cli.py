@@ -30,6 +30,8 @@ def _err(msg: str) -> None:
 def _setup_logging(verbose: bool, logfile: Path | None = None) -> None:
     root = logging.getLogger("scapp")
     root.setLevel(logging.INFO)
+    for old in root.handlers:
+        old.close()  # a previous in-process call's train.log FileHandler
     root.handlers.clear()
     h = logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("%(message)s"))
@@ -69,12 +71,17 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from scapp import runs
-    from scapp.errors import InputError
+    from scapp.errors import ConfigError, InputError
     from scapp.models import get_model_class
     from scapp.train.engine import TrainRequest, run_training
 
     if not Path(a.data).exists():
         raise InputError(f"No such file or folder: {a.data}")
+    if a.epochs is not None and a.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, not {a.epochs}.")
+    if not (0 <= a.valid_frac < 1 and 0 <= a.test_frac < 1 and a.valid_frac + a.test_frac < 1):
+        raise ConfigError(f"--valid-frac ({a.valid_frac}) and --test-frac ({a.test_frac}) must each be in [0, 1) "
+                          "and sum below 1.")
     get_model_class(a.model)  # unknown / not-yet models fail before a run folder exists
     model_cfg, pp = _load_config_file(a.config)
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
@@ -140,6 +147,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
     for out in (a.out, a.csv):
         if out and Path(out).resolve() == q:
             raise InputError("The output path is the query file itself; scapp never overwrites its input.")
+        if out and Path(out).is_dir():
+            raise InputError(f"The output path {out} is a folder; give a file name inside it instead.")
+    from scapp.train.device import resolve_device
+
+    resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
     run = load_run(a.run, device=a.device if a.device != "auto" else "cpu")
     adata, _ = load_dataset(a.query, orientation=a.orientation)
     res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac, min_shared=a.min_shared,

@@ -37,7 +37,7 @@ def runs_root() -> Path:
 
 
 def is_safe_id(run_id: str) -> bool:
-    return bool(_SAFE_ID.match(run_id)) and ".." not in run_id
+    return bool(_SAFE_ID.fullmatch(run_id)) and ".." not in run_id
 
 
 def new_run_id(model: str) -> str:
@@ -49,8 +49,8 @@ def create_run(model: str, *, out: str | os.PathLike | None = None, root: Path |
     """Make an empty run folder. ``out`` may name it; an existing non-empty folder is refused."""
     if out is not None:
         path = Path(out).resolve()
-        if path.exists() and any(path.iterdir()):
-            msg = f"Run folder {path} already exists and is not empty; choose another --out."
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            msg = f"Run folder {path} already exists and is not an empty folder; choose another --out."
             raise RunError(msg)
     else:
         path = (root or runs_root()) / new_run_id(model)

@@ -17,3 +17,24 @@ if str(_REPO) not in sys.path:
 def shared_data() -> Path:
     """Folder of the real read-only datasets (``<workspace>/shared/data``)."""
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def pbmc_small(shared_data: Path):
+    """400 real pbmc3k cells (raw counts, 2,000 genes, 9 cell types), seeded."""
+    import anndata as ad
+    import numpy as np
+
+    a = ad.read_h5ad(shared_data / "pbmc3k_seurat_hvg2000.h5ad")
+    idx = np.sort(np.random.default_rng(0).choice(a.n_obs, 400, replace=False))
+    a = a[idx].copy()
+    del a.layers["lognorm_original"]
+    return a
+
+
+@pytest.fixture
+def runs_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "runs"
+    d.mkdir()
+    monkeypatch.setenv("SCAPP_RUNS_DIR", str(d))
+    return d
