@@ -264,7 +264,7 @@ def test_resolve_run(tmp_path, root, monkeypatch):
     work = tmp_path / "w1" / "w2"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)  # so '../secret' is not a path that exists from here
-    for bad in ("../secret", "..", "../runs/" + run.name, "a/../../secret"):
+    for bad in ("../secret", "../runs/" + run.name, "a/../../secret", "./../secret"):
         with pytest.raises(RunNotFoundError):
             runs.resolve_run(bad)
 

@@ -100,7 +100,8 @@ class Recipe:
         notes: list[str] = []
         keep = np.arange(X.shape[1])
         if config.min_gene_frac:
-            frac = np.diff(X.tocsc().indptr) / max(X.shape[0], 1)
+            detected = np.bincount(X.indices[X.data > 0], minlength=X.shape[1])  # explicit zeros don't count
+            frac = detected / max(X.shape[0], 1)
             keep = np.flatnonzero(frac >= config.min_gene_frac)
             if keep.size == 0:
                 msg = "No gene passes the detection filter; lower min_gene_frac."

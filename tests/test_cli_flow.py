@@ -1,0 +1,155 @@
+"""The whole headless flow through real subprocesses: train, stop, predict, markers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+
+from scapp import cli, runs
+
+REPO = Path(__file__).resolve().parents[1]
+RUN_FILES = ["config.json", "data.json", "env.json", "genes.txt", "labels.json", "preprocess.json", "status.json",
+             "metrics.jsonl", "metrics.json", "model.safetensors", "predictions.parquet", "train.log"]
+
+
+def _scapp(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scapp", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, shared_data):
+    d = tmp_path_factory.mktemp("flow")
+    ref = ad.read_h5ad(shared_data / "pbmc3k_seurat_hvg2000.h5ad")
+    rng = np.random.default_rng(1)
+    ref = ref[np.sort(rng.choice(ref.n_obs, 600, replace=False))].copy()
+    del ref.layers["lognorm_original"]
+    ref.write_h5ad(d / "ref.h5ad")
+    q = ad.read_h5ad(shared_data / "pbmc4k_10x_soupx.h5ad")
+    q = q[np.sort(rng.choice(q.n_obs, 300, replace=False))].copy()
+    q.write_h5ad(d / "query.h5ad")
+    return d
+
+
+@pytest.fixture(scope="module")
+def trained_run(files):
+    out = files / "run_sims"
+    r = _scapp("train", str(files / "ref.h5ad"), "--label", "cell_type_coarse", "--model", "sims", "--epochs", "3",
+               "--out", str(out), "--device", "cpu", env={"SCAPP_RUNS_DIR": str(files / "runs")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == str(out)
+    return out
+
+
+def test_train_writes_a_complete_run_folder(trained_run):
+    for f in RUN_FILES:
+        assert (trained_run / f).exists(), f
+    st = runs.read_status(trained_run)
+    assert st["state"] == "finished" and st["has_model"] and st["progress"] == 1.0
+    m = json.loads((trained_run / "metrics.json").read_text())
+    for k in ("accuracy", "balanced_accuracy", "macro_f1", "median_f1", "weighted_f1", "smallest_classes"):
+        assert k in m["test"]
+    assert m["calibration"]["temperature"] > 0 and "ece_after" in m["calibration"]
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and "valid_loss" in json.loads(lines[0])
+    pred = pd.read_parquet(trained_run / "predictions.parquet")
+    assert set(pred["split"]) == {"train", "valid", "test"} and len(pred) == 600
+    classes = json.loads((trained_run / "labels.json").read_text())["classes"]
+    assert [c for c in pred.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
+    art = trained_run / "artifacts"
+    for f in ("confusion_test.csv", "per_class_test.csv", "explain.safetensors", "markers.csv",
+              "embedding.safetensors", "global_importance.csv", "reliability_test.json"):
+        assert (art / f).exists(), f
+    ex = runs.read_arrays(art / "explain.safetensors")
+    assert ex["class_scores"].shape == (len(classes), 2000)
+    assert ex["cell_masks"].shape[0] <= 50 * len(classes)
+
+
+def test_predict_writes_csv_and_annotated_h5ad_without_touching_input(trained_run, files):
+    q = files / "query.h5ad"
+    before = hashlib.sha256(q.read_bytes()).hexdigest()
+    r = _scapp("predict", str(trained_run), str(q), "--csv", str(files / "p.csv"), "--out", str(files / "a.h5ad"),
+               "--threshold", "0.6")
+    assert r.returncode == 0, r.stderr
+    assert "genes found in the query" in r.stderr
+    assert hashlib.sha256(q.read_bytes()).hexdigest() == before
+    df = pd.read_csv(files / "p.csv")
+    classes = json.loads((trained_run / "labels.json").read_text())["classes"]
+    assert list(df.columns) == ["cell_id", "label", "confidence", "unassigned"] + [f"p_{c}" for c in classes]
+    assert np.allclose(df[[f"p_{c}" for c in classes]].sum(1), 1, atol=1e-4)
+    assert ((df["confidence"] < 0.6) == df["unassigned"]).all()
+    assert (df.loc[df["unassigned"], "label"] == "Unassigned").all()
+    a = ad.read_h5ad(files / "a.h5ad")
+    orig = ad.read_h5ad(q)
+    for col in orig.obs.columns:
+        assert a.obs[col].equals(orig.obs[col])
+    assert {"scapp_label", "scapp_confidence", "scapp_unassigned"} <= set(a.obs.columns)
+    assert a.obsm["X_scapp_sims"].shape == (300, 8)
+    assert a.uns["scapp"]["run_id"] == trained_run.name and a.uns["scapp"]["threshold"] == 0.6
+    # annotating an annotated file adds new columns instead of overwriting
+    r = _scapp("predict", str(trained_run), str(files / "a.h5ad"), "--out", str(files / "b.h5ad"))
+    assert r.returncode == 0, r.stderr
+    b = ad.read_h5ad(files / "b.h5ad")
+    assert "scapp_label_2" in b.obs.columns and b.obs["scapp_label"].equals(a.obs["scapp_label"])
+
+
+def test_markers_command(trained_run, files):
+    r = _scapp("markers", str(trained_run), "--top", "5")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "class,rank,gene,score"
+    classes = json.loads((trained_run / "labels.json").read_text())["classes"]
+    assert len(lines) == 1 + 5 * len(classes)
+
+
+def test_stop_file_cancels_a_running_job_and_keeps_the_best_model(files):
+    out = files / "run_stop"
+    proc = subprocess.Popen([sys.executable, "-m", "scapp", "train", str(files / "ref.h5ad"), "--label", "cell_type",
+                             "--epochs", "400", "--out", str(out), "--device", "cpu", "--quiet"],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        st = runs.read_status(out) if (out / "status.json").exists() else None
+        if st and st.get("epoch", 0) >= 2:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.3)
+    runs.request_stop(out)
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0
+    st = runs.read_status(out)
+    assert st["state"] == "cancelled" and st["has_model"] and "Stopped by user" in st["message"]
+    assert (out / "model.safetensors").exists() and (out / "metrics.json").exists()
+    assert len((out / "metrics.jsonl").read_text().splitlines()) < 400
+
+
+@pytest.mark.parametrize("exc,expect,code", [
+    ("RuntimeError('boom')", "Internal error (RuntimeError: boom)", 1),
+    ("torch.cuda.OutOfMemoryError('CUDA out of memory')", "GPU ran out of memory", 2),
+])
+def test_crash_or_oom_ends_as_failed_status_with_reason(files, monkeypatch, capsys, exc, expect, code):
+    import torch  # noqa: F401 - used by eval
+
+    from scapp.train import engine
+
+    def crash(req, run):
+        runs.write_status(run, "running", pid=os.getpid())
+        raise eval(exc)
+
+    monkeypatch.setattr(engine, "run_training", crash)
+    out = files / f"run_crash_{code}"
+    rc = cli.main(["train", str(files / "ref.h5ad"), "--label", "cell_type", "--out", str(out), "--quiet"])
+    assert rc == code
+    st = runs.read_status(out)
+    assert st["state"] == "failed" and expect in st["error"]
+    assert expect in capsys.readouterr().err
