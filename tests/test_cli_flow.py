@@ -134,17 +134,15 @@ def test_stop_file_cancels_a_running_job_and_keeps_the_best_model(files):
 
 
 @pytest.mark.parametrize("exc,expect,code", [
-    ("RuntimeError('boom')", "Internal error (RuntimeError: boom)", 1),
-    ("torch.cuda.OutOfMemoryError('CUDA out of memory')", "GPU ran out of memory", 2),
-])
+    (lambda: RuntimeError("boom"), "Internal error (RuntimeError: boom)", 1),
+    (lambda: __import__("torch").cuda.OutOfMemoryError("CUDA out of memory"), "GPU ran out of memory", 2),
+], ids=["crash", "cuda-oom"])
 def test_crash_or_oom_ends_as_failed_status_with_reason(files, monkeypatch, capsys, exc, expect, code):
-    import torch  # noqa: F401 - used by eval
-
     from scapp.train import engine
 
     def crash(req, run):
         runs.write_status(run, "running", pid=os.getpid())
-        raise eval(exc)
+        raise exc()
 
     monkeypatch.setattr(engine, "run_training", crash)
     out = files / f"run_crash_{code}"
