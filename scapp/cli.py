@@ -82,6 +82,8 @@ def cmd_train(a: argparse.Namespace) -> int:
     if not (0 <= a.valid_frac < 1 and 0 <= a.test_frac < 1 and a.valid_frac + a.test_frac < 1):
         raise ConfigError(f"--valid-frac ({a.valid_frac}) and --test-frac ({a.test_frac}) must each be in [0, 1) "
                           "and sum below 1.")
+    if not 0 <= a.threshold <= 1:
+        raise ConfigError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
     get_model_class(a.model)  # unknown / not-yet models fail before a run folder exists
     model_cfg, pp = _load_config_file(a.config)
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
@@ -100,6 +102,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _term)
     try:
         run_training(req, run)
+    except KeyboardInterrupt:
+        runs.write_status(run, "cancelled", error=None, message="Interrupted (Ctrl-C) before training finished.",
+                          has_model=False)
+        _err("interrupted; the run was marked cancelled")
+        print(run)
+        return 130
     except TrainingCancelled as e:
         runs.write_status(run, "cancelled", error=None, message=str(e), has_model=False, progress=None)
         log.warning("%s", e)
@@ -151,8 +159,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise InputError(f"The output path {out} is a folder; give a file name inside it instead.")
     from scapp.train.device import resolve_device
 
-    resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
-    run = load_run(a.run, device=a.device if a.device != "auto" else "cpu")
+    if not 0 <= a.threshold <= 1:
+        raise InputError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
+    device = resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
+    run = load_run(a.run, device=str(device))
     adata, _ = load_dataset(a.query, orientation=a.orientation)
     res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac, min_shared=a.min_shared,
                    explain=False)

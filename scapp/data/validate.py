@@ -117,6 +117,10 @@ def get_labels(adata: ad.AnnData, column: str) -> tuple[np.ndarray, list[str], n
     if len(classes) < 2:
         msg = f"Label column {column!r} has a single class ({classes[0]!r}); a classifier needs at least two."
         raise LabelError(msg)
+    if len(classes) > 50 and len(classes) > 0.5 * has.sum():
+        msg = (f"Label column {column!r} has {len(classes):,} different values for {int(has.sum()):,} cells; "
+               "it looks like a per-cell value, not cell types. Pick the column with the cell-type labels.")
+        raise LabelError(msg)
     if UNASSIGNED in classes:
         msg = f"Label column {column!r} uses the reserved class name {UNASSIGNED!r}; rename it (e.g. 'unlabelled')."
         raise LabelError(msg)

@@ -139,6 +139,11 @@ class SIMSModel(ScappModel):
     def fit(self, train: FitData, valid: FitData, progress: Progress) -> None:
         cfg = self.config
         dev = self._device
+        # Adam's second-moment estimates of near-zero gradients (genes a batch never
+        # sees) decay into subnormal floats, and CPU arithmetic on those is ~50× slower:
+        # single epochs took 60 s instead of 1.5 s. Flushing them to zero changes
+        # nothing measurable and removes the stalls.
+        torch.set_flush_denormal(True)
         gen = torch.Generator().manual_seed(cfg.seed)
         Xtr = DeviceMatrix(train.X, dev)
         ytr = torch.as_tensor(train.y, dtype=torch.long, device=dev)
