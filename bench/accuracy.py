@@ -32,7 +32,7 @@ TASKS = {
 }
 
 
-def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path) -> dict:
+def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path, options: dict | None = None) -> dict:
     import anndata as ad
 
     from scapp.annotate import annotate, load_run
@@ -42,6 +42,7 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path)
     spec = TASKS[task]
     cross = "query" in spec
     req = TrainRequest(data=str(DATA / spec["data"]), label=spec["label"], model=model, seed=seed, epochs=epochs,
+                       model_config=dict(options or {}),
                        device="auto", valid_frac=0.15 if cross else 0.10, test_frac=0.15 if cross else 0.20)
     run = workdir / f"{task.replace('>', '')}-{model}-{seed}"
     run.mkdir(parents=True)
@@ -78,14 +79,17 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="cap epochs (default: method's own early stopping)")
     ap.add_argument("--json", help="also write rows to this JSON file")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=JSON",
+                    help="model option for every run, e.g. monitor='\"valid_balanced_accuracy\"' (ablations)")
     a = ap.parse_args()
-    print(f"# scapp accuracy benchmark — {machine()}")
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in a.option)}
+    print(f"# scapp accuracy benchmark — {machine()}" + (f"; options {options}" if options else ""))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for task in a.tasks:
             for model in a.models:
                 for seed in a.seeds:
-                    row = run_one(task, model, seed, a.epochs, Path(tmp))
+                    row = run_one(task, model, seed, a.epochs, Path(tmp), options if model != "logreg" else None)
                     rows.append(row)
                     print(f"  {task:16s} {model:7s} seed {seed}: macro-F1 {row['macro_f1']:.3f}  median-F1 "
                           f"{row['median_f1']:.3f}  bal-acc {row['balanced_acc']:.3f}  ({row['epochs']} epochs, best "

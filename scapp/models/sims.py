@@ -54,6 +54,8 @@ class SIMSConfig:
     lr_factor: float = 0.75
     lr_patience: int = 3
     early_stopping_patience: int = 10
+    monitor: str = "valid_loss"
+    """Early stopping / best checkpoint on: valid_loss (lower is better), valid_balanced_accuracy or valid_macro_f1."""
     max_epochs: int = 500
     batch_size: int | None = None
     """None: scale with the training set (n/50 rounded to a power of two, 256…4096)."""
@@ -111,6 +113,11 @@ class SIMSModel(ScappModel):
     explain_kind: ClassVar[str] = "tabnet_mask"
 
     def __init__(self, config: SIMSConfig, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
+        if config.monitor not in ("valid_loss", "valid_balanced_accuracy", "valid_macro_f1"):
+            from scapp.errors import ConfigError
+
+            msg = f"monitor must be valid_loss, valid_balanced_accuracy or valid_macro_f1, not {config.monitor!r}."
+            raise ConfigError(msg)
         super().__init__(config, n_features=n_features, classes=classes, device=device)
         from pytorch_tabnet.tab_network import TabNet
 
@@ -185,10 +192,11 @@ class SIMSModel(ScappModel):
             self._recompute_bn_stats(Xtr, gen)
             if Xva is not None:
                 event.update(self._validate(Xva, yva, weight))
-                monitor = event["valid_loss"]
+                sched.step(event["valid_loss"])
+                monitor = event[cfg.monitor] * (1 if cfg.monitor == "valid_loss" else -1)
             else:
+                sched.step(event["train_loss"])
                 monitor = event["train_loss"]
-            sched.step(monitor)
             if monitor < best_loss - 1e-6:
                 best_loss, since_best, self.best_epoch = monitor, 0, epoch
                 best_state = copy.deepcopy(self.net.state_dict())
