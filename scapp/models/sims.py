@@ -13,7 +13,11 @@ Deviations from the reference code, each on purpose:
   unstable results; batches are near-equal splits of a fresh permutation, so
   nothing is dropped;
 * sparsemax and the identity group matrix are computed by exact, cheaper code
-  (``_tabnet_ops``).
+  (``_tabnet_ops``);
+* batch-norm statistics are recomputed on training cells before each validation
+  (TabNet's slow running averages made early validation scores meaningless);
+* early stopping keeps the epoch with the best validation balanced accuracy
+  (``monitor``), while the LR schedule follows the validation loss.
 """
 
 from __future__ import annotations
@@ -54,8 +58,13 @@ class SIMSConfig:
     lr_factor: float = 0.75
     lr_patience: int = 3
     early_stopping_patience: int = 10
-    monitor: str = "valid_loss"
-    """Early stopping / best checkpoint on: valid_loss (lower is better), valid_balanced_accuracy or valid_macro_f1."""
+    monitor: str = "valid_balanced_accuracy"
+    """Early stopping and the kept checkpoint follow this validation metric (valid_loss,
+    valid_balanced_accuracy or valid_macro_f1); the learning-rate schedule always follows the
+    validation loss, as in the thesis. The class-weighted validation loss bottoms out early while
+    balanced accuracy still improves: on 3 tasks × 3 seeds, checkpointing on balanced accuracy
+    raised SIMS test macro-F1 from 0.820 to 0.844 (pancreas) and 0.818 to 0.871 (bone marrow),
+    pbmc3k→pbmc4k unchanged (bench/RESULTS.md)."""
     max_epochs: int = 500
     batch_size: int | None = None
     """None: scale with the training set (n/50 rounded to a power of two, 256…4096)."""
