@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import traceback
@@ -73,7 +74,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     from scapp import runs
     from scapp.errors import ConfigError, InputError
     from scapp.models import get_model_class
-    from scapp.train.engine import TrainRequest, run_training
+    from scapp.train.engine import TrainRequest
 
     if not Path(a.data).exists():
         raise InputError(f"No such file or folder: {a.data}")
@@ -91,9 +92,33 @@ def cmd_train(a: argparse.Namespace) -> int:
                        valid_frac=a.valid_frac, test_frac=a.test_frac, drop_empty_cells=a.drop_empty_cells,
                        orientation=a.orientation, threshold=a.threshold)
     run = Path(a.run_dir) if a.run_dir else runs.create_run(a.model, out=a.out)
+    return _execute(req, run, quiet=a.quiet)
+
+
+def cmd_run_job(a: argparse.Namespace) -> int:
+    """Run a job the app queued: its request.json is in the run folder; wait for earlier jobs first."""
+    from scapp import runs
+    from scapp.train.engine import TrainRequest
+    from scapp.train.job import wait_for_turn
+
+    run = runs.resolve_run(a.run)
+    req = TrainRequest.from_dict(runs.read_json(run / "request.json"))
+    runs.write_status(run, "queued", pid=os.getpid())
+    if not wait_for_turn(run):
+        runs.write_status(run, "cancelled", message="Removed from the queue before it started.", has_model=False)
+        print(run)
+        return 3
+    return _execute(req, run, quiet=True)
+
+
+def _execute(req: Any, run: Path, *, quiet: bool) -> int:
+    """Train into ``run``; every way this can end is recorded in status.json."""
+    from scapp import runs
+    from scapp.train.engine import run_training
+
     run.mkdir(parents=True, exist_ok=True)
     (run / "artifacts").mkdir(exist_ok=True)
-    _setup_logging(not a.quiet, run / "train.log")
+    _setup_logging(not quiet, run / "train.log")
     log = logging.getLogger("scapp.cli")
 
     def _term(signum: int, frame: Any) -> None:
@@ -251,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_predict)
+
+    j = sub.add_parser("run-job", help=argparse.SUPPRESS)  # used by the app: run a queued run folder
+    j.add_argument("run")
+    j.set_defaults(func=cmd_run_job)
 
     m = sub.add_parser("markers", help="per-class gene scores of a run as CSV")
     m.add_argument("run")
