@@ -145,6 +145,16 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
+def cached_arrays(run: Path, name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """``artifacts/<name>.safetensors`` if present, else computed by ``make`` and stored (e.g. a UMAP)."""
+    path = Path(run) / "artifacts" / f"{name}.safetensors"
+    if path.exists():
+        return read_arrays(path)
+    arrays = make()
+    write_arrays(path, arrays)
+    return arrays
+
+
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """One event per line; a line is written with one ``write`` call, so readers see whole lines."""
     line = json.dumps(_clean(obj), default=_json_default, allow_nan=False) + "\n"

@@ -1,0 +1,97 @@
+"""Widgets and cached loaders shared by the pages (no science here: it all lives in scapp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+@st.cache_resource(show_spinner=False)
+def device_label() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+@st.cache_resource(show_spinner="Reading the dataset…", max_entries=4)
+def load(path: str, mtime: float) -> tuple[Any, Any]:
+    """Read once per file version; returns (AnnData, QCSummary)."""
+    from scapp.data import load_dataset
+
+    return load_dataset(path)
+
+
+def load_current() -> tuple[Any, Any] | None:
+    """The dataset chosen on the Data page, or None (with a hint) when there is none."""
+    path = st.session_state.get("dataset_path")
+    if not path:
+        return None
+    p = Path(path)
+    return load(str(p), p.stat().st_mtime if p.exists() else 0.0)
+
+
+def show_error(e: BaseException) -> None:
+    """A user-facing error box: what happened and what to do, never a traceback."""
+    st.error(str(e), icon=":material/error:")
+
+
+def sidebar() -> None:
+    with st.sidebar:
+        st.image(str(ASSETS / "logo.svg"), width=180)
+        path = st.session_state.get("dataset_path")
+        st.markdown(f"**Dataset:** {Path(path).name if path else '—'}")
+        if st.session_state.get("label"):
+            st.markdown(f"**Labels:** `{st.session_state['label']}`")
+        st.markdown(f"**Run:** {st.session_state.get('run_id') or '—'}")
+        st.caption(device_label())
+
+
+def runs_root() -> Path:
+    from scapp import runs
+
+    root = runs.runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def save_upload(upload: Any) -> Path:
+    """Write an uploaded file next to the runs (never over an existing file)."""
+    folder = runs_root().parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(upload.name).name or "upload"
+    dest = folder / name
+    i = 1
+    while dest.exists() and dest.stat().st_size != upload.size:
+        dest = folder / f"{Path(name).stem}-{i}{''.join(Path(name).suffixes)}"
+        i += 1
+    if not dest.exists():
+        dest.write_bytes(upload.getbuffer())
+    return dest
+
+
+def choose_run(*, key: str, finished_only: bool = True) -> Path | None:
+    """Select box over run folders, defaulting to the active run."""
+    from scapp import runs
+
+    df = runs.list_runs(runs_root())
+    if finished_only and len(df):
+        df = df[df["state"].isin(["finished", "cancelled"])]
+    if df.empty:
+        st.info("No trained run yet: train one on the **Train** page.")
+        return None
+    df = df.sort_values("run_id", ascending=False)
+    ids = df["run_id"].tolist()
+    labels = {r.run_id: f"{r.run_id} · {r.model} · {r.dataset} · macro-F1 {r.macro_f1:.3f}"
+              if r.macro_f1 == r.macro_f1 and r.macro_f1 is not None else f"{r.run_id} · {r.model} · {r.state}"
+              for r in df.itertuples()}
+    active = st.session_state.get("run_id")
+    idx = ids.index(active) if active in ids else 0
+    rid = st.selectbox("Run", ids, index=idx, format_func=lambda i: labels[i], key=key)
+    st.session_state["run_id"] = rid
+    return runs_root() / rid

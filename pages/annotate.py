@@ -1,0 +1,122 @@
+"""Annotate: apply a trained run to a query dataset, check gene overlap first, download the result."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import streamlit as st
+
+from pages._ui import choose_run, load, save_upload, show_error
+from scapp.errors import ScappError
+
+st.title("Annotate")
+run = choose_run(key="annotate-run")
+if run is None:
+    st.stop()
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=2)
+def _model(run_dir: str):
+    from scapp.annotate import load_run
+
+    return load_run(run_dir)
+
+
+up = st.file_uploader("Query dataset (raw counts)", type=["h5ad", "h5", "loom", "csv", "tsv", "gz", "zip"],
+                      key="annotate-upload")
+qpath = st.text_input("…or a path on this machine", key="annotate-path")
+if up is not None:
+    st.session_state["query_path"] = str(save_upload(up))
+elif qpath:
+    st.session_state["query_path"] = str(Path(qpath).expanduser())
+path = st.session_state.get("query_path")
+if not path:
+    st.info("Upload a query dataset or give its path.")
+    st.stop()
+try:
+    p = Path(path)
+    if not p.exists():
+        st.error(f"No file or folder at {p}.")
+        st.stop()
+    adata, qc = load(str(p), p.stat().st_mtime)
+    loaded = _model(str(run))
+    from scapp.annotate import check_query
+
+    rep = check_query(loaded, adata)
+except ScappError as e:
+    show_error(e)
+    st.stop()
+
+st.subheader("Before predicting: does the query fit the model?")
+c = st.columns(4)
+c[0].metric("Query cells", f"{qc.n_cells:,}")
+c[1].metric("Model genes found", f"{rep.n_shared:,} / {rep.n_model_genes:,}")
+c[2].metric("Overlap", f"{rep.frac_shared:.1%}")
+c[3].metric("Input kind", qc.input_kind)
+if rep.missing_important:
+    st.warning(f"{len(rep.missing_important)} of the model's {rep.n_important_checked} most important genes are "
+               f"missing: {', '.join(rep.missing_important[:15])}")
+if qc.input_kind != "counts":
+    st.error(f"The query does not look like raw counts: {qc.input_kind_reason}")
+if not rep.ok:
+    st.error(rep.reason)
+    st.stop()
+
+if st.button("Predict", type="primary", key="annotate-go", disabled=qc.input_kind != "counts"):
+    from scapp.annotate import annotate
+
+    try:
+        with st.spinner(f"Annotating {qc.n_cells:,} cells…"):
+            st.session_state["annotation"] = (str(run), path, annotate(loaded, adata, explain=False))
+    except ScappError as e:
+        show_error(e)
+
+res = st.session_state.get("annotation")
+if not res or res[0] != str(run) or res[1] != path:
+    st.stop()
+ann = res[2]
+thr = st.slider("Unassigned below confidence", 0.0, 1.0, float(ann.threshold), 0.01, key="annotate-threshold")
+ann.threshold = thr
+un = ann.unassigned(thr)
+st.metric("Unassigned", f"{un.mean():.1%}", help="Cells whose calibrated top probability is below the threshold")
+
+from scapp.viz import class_colors, class_sizes_bar, embedding_scatter  # noqa: E402
+
+colors = class_colors(loaded.classes)
+summary = ann.summary(thr)
+left, right = st.columns(2)
+left.plotly_chart(class_sizes_bar(dict(zip(summary["label"], summary["cells"])), colors=colors),
+                  use_container_width=True, key="annotate-counts")
+if ann.embedding is not None and len(ann.embedding) >= 2:
+    from scapp.evaluate.embedding import pca_coords
+
+    coords = pca_coords(ann.embedding) if len(ann.embedding) > 50_000 else None
+    if coords is None:
+        coords = st.session_state.get("annotate-umap")
+        if coords is None or len(coords) != len(ann.embedding):
+            from scapp.evaluate.embedding import umap_coords
+
+            with st.spinner("Computing the map…"):
+                coords = umap_coords(ann.embedding)
+            st.session_state["annotate-umap"] = coords
+    right.plotly_chart(embedding_scatter(coords, ann.labels(thr).to_numpy(), colors=colors, kind="categorical"),
+                       use_container_width=True, key="annotate-map")
+
+table = ann.to_table(thr)
+st.dataframe(table.head(200), hide_index=True, use_container_width=True)
+d1, d2 = st.columns(2)
+d1.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"{Path(path).stem}-scapp.csv",
+                   mime="text/csv", key="annotate-dl-csv")
+
+
+@st.cache_data(show_spinner=False, max_entries=2)
+def _h5ad_bytes(key: tuple) -> bytes:
+    out = ann.to_adata(adata)
+    buf = io.BytesIO()
+    out.write_h5ad(buf)
+    return buf.getvalue()
+
+
+d2.download_button("Download annotated h5ad", _h5ad_bytes((str(run), path, round(thr, 3))),
+                   file_name=f"{Path(path).stem}-scapp.h5ad", key="annotate-dl-h5ad")

@@ -1,0 +1,86 @@
+"""Data: upload or point to a dataset, see its QC summary, pick the label column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from pages._ui import load_current, save_upload, show_error
+from scapp.data import SUPPORTED
+from scapp.data.demo import DEMO_LABEL, demo_path
+from scapp.errors import ScappError
+
+st.title("Data")
+st.caption("Raw counts in, from h5ad, 10x h5, a zipped 10x mtx folder, csv/tsv or loom. scapp normalizes them itself.")
+
+c1, c2 = st.columns([2, 1])
+with c1:
+    up = st.file_uploader("Upload a dataset", type=["h5ad", "h5", "loom", "csv", "tsv", "txt", "gz", "zip", "tgz"],
+                          key="data-upload")
+    path_in = st.text_input("…or a path on this machine (for big files)", key="data-path",
+                            placeholder="/data/my_experiment/filtered_feature_bc_matrix.h5")
+with c2:
+    st.write("")
+    if st.button("Load demo dataset", key="data-demo", type="primary", use_container_width=True):
+        st.session_state["dataset_path"] = str(demo_path())
+        st.session_state["label"] = DEMO_LABEL
+    st.caption("PBMC 3k (10x Genomics), 2,638 cells, 9 cell types.")
+
+if up is not None:
+    st.session_state["dataset_path"] = str(save_upload(up))
+elif path_in:
+    p = Path(path_in).expanduser()
+    if not p.exists():
+        st.error(f"No file or folder at {p}.")
+    else:
+        st.session_state["dataset_path"] = str(p.resolve())
+
+try:
+    loaded = load_current()
+except ScappError as e:
+    show_error(e)
+    st.caption(f"Supported: {', '.join(SUPPORTED)}")
+    st.stop()
+if loaded is None:
+    st.info("Upload a file, give a path, or load the demo dataset to start.")
+    st.stop()
+adata, qc = loaded
+
+st.subheader(Path(st.session_state["dataset_path"]).name)
+m = st.columns(5)
+m[0].metric("Cells", f"{qc.n_cells:,}")
+m[1].metric("Genes", f"{qc.n_genes:,}")
+m[2].metric("Zeros", f"{qc.sparsity:.1%}")
+m[3].metric("Median counts / cell", f"{qc.counts_per_cell['median']:,.0f}")
+m[4].metric("Input kind", qc.input_kind)
+(st.success if qc.input_kind == "counts" else st.warning)(qc.input_kind_reason)
+for w in qc.warnings:
+    st.warning(w)
+
+from scapp.data.validate import get_matrix  # noqa: E402
+from scapp.viz import class_colors, class_sizes_bar, counts_histograms  # noqa: E402
+
+X = get_matrix(adata)
+totals = np.asarray(X.sum(axis=1)).ravel()
+ngenes = np.asarray((X > 0).sum(axis=1)).ravel()
+st.plotly_chart(counts_histograms(totals, ngenes), use_container_width=True, key="data-hist")
+
+if not qc.label_candidates:
+    st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model "
+            "(Annotate page), but not used for training.")
+    st.stop()
+cols = list(qc.label_candidates)
+current = st.session_state.get("label")
+label = st.selectbox("Label column (the cell types to learn)", cols,
+                     index=cols.index(current) if current in cols else 0, key="data-label")
+st.session_state["label"] = label
+counts = qc.label_candidates[label]
+st.plotly_chart(class_sizes_bar(counts, colors=class_colors(sorted(counts))), use_container_width=True,
+                key="data-classes")
+tiny = [c for c, n in counts.items() if n < 3]
+if tiny:
+    st.warning(f"{len(tiny)} class(es) have fewer than 3 cells ({', '.join(tiny[:5])}); they are kept in training "
+               "but cannot be scored.")
+st.page_link("pages/model.py", label="Next: choose a model", icon=":material/arrow_forward:")

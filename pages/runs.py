@@ -1,0 +1,46 @@
+"""Runs: every run on disk, with open, delete and export."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import streamlit as st
+
+from pages._ui import runs_root, show_error
+from scapp import runs
+from scapp.errors import ScappError
+
+st.title("Runs")
+table = runs.list_runs(runs_root())
+if table.empty:
+    st.info("No runs yet.")
+    st.stop()
+table = table.sort_values("run_id", ascending=False)
+st.dataframe(table.drop(columns=["path"]), hide_index=True, use_container_width=True,
+             column_config={"macro_f1": st.column_config.NumberColumn(format="%.3f"),
+                            "accuracy": st.column_config.NumberColumn(format="%.3f")})
+rid = st.selectbox("Run", table["run_id"].tolist(), key="runs-pick")
+run = runs_root() / rid
+c = st.columns(3)
+if c[0].button("Open in Explore", key="runs-open"):
+    st.session_state["run_id"] = rid
+    st.switch_page("pages/explore.py")
+if c[1].button("Delete", key="runs-delete"):
+    st.session_state["runs-confirm"] = rid
+if st.session_state.get("runs-confirm") == rid:
+    st.warning(f"Delete run {rid} and all its files?")
+    if st.button("Yes, delete", key="runs-delete-yes"):
+        try:
+            runs.delete_run(run)
+            st.session_state.pop("runs-confirm", None)
+            if st.session_state.get("run_id") == rid:
+                st.session_state.pop("run_id", None)
+            st.rerun()
+        except ScappError as e:
+            show_error(e)
+if c[2].button("Prepare zip export", key="runs-zip-make"):
+    with tempfile.TemporaryDirectory() as tmp, st.spinner("Zipping the run…"):
+        st.session_state["runs-zip"] = (rid, runs.export_zip(run, Path(tmp) / rid).read_bytes())
+if st.session_state.get("runs-zip", ("",))[0] == rid:
+    c[2].download_button("Download zip", st.session_state["runs-zip"][1], file_name=f"{rid}.zip", key="runs-zip")

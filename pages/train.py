@@ -1,0 +1,80 @@
+"""Train: start the job in its own process, follow it live, stop it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pages._ui import runs_root, show_error
+from scapp import runs
+from scapp.errors import ScappError
+from scapp.models.presets import PRESETS
+from scapp.train.engine import TrainRequest
+from scapp.train.job import escalate_stop, start_job, stop_job
+
+st.title("Train")
+path, label = st.session_state.get("dataset_path"), st.session_state.get("label")
+model = st.session_state.get("model", "sims")
+preset = st.session_state.get("preset", "default")
+opts = {**PRESETS[model].get(preset, {}), **st.session_state.get("model_overrides", {})}
+
+if not path or not label:
+    st.info("Choose a dataset and its label column on the **Data** page first.")
+else:
+    st.markdown(f"**{model}** ({preset}) on **{Path(path).name}**, labels `{label}`"
+                + (f", options `{opts}`" if opts else ""))
+    if st.button("Start training", type="primary", key="train-start"):
+        try:
+            req = TrainRequest(data=path, label=label, model=model, model_config=opts,
+                               seed=st.session_state.get("seed", 0), device=st.session_state.get("device", "auto"),
+                               threshold=st.session_state.get("threshold", 0.5))
+            run = start_job(req, root=runs_root())
+            st.session_state["run_id"] = run.name
+        except ScappError as e:
+            show_error(e)
+
+# Jobs live on disk: after a reload or an app restart the latest run is found again.
+table = runs.list_runs(runs_root())
+active = st.session_state.get("run_id")
+if not active and len(table):
+    live = table[table["state"].isin(["running", "queued"])]
+    active = (live if len(live) else table).sort_values("run_id")["run_id"].iloc[-1]
+    st.session_state["run_id"] = active
+
+
+@st.fragment(run_every=1.0)
+def progress(run: Path) -> None:
+    from scapp.viz import training_curves
+
+    st_ = runs.read_status(run) or {}
+    state = st_.get("state", "?")
+    escalate_stop(run)
+    st.markdown(f"### Run `{run.name}` — {state}")
+    frac = float(st_.get("progress") or 0.0)
+    eta = st_.get("eta_s")
+    text = f"{st_.get('phase', '')} · epoch {st_.get('epoch', 0)}/{st_.get('max_epochs', '?')}"
+    if eta and state == "running":
+        text += f" · at most ~{eta / 60:.1f} min left (early stopping usually ends sooner)"
+    st.progress(min(max(frac, 0.0), 1.0), text=text)
+    if state in ("running", "queued"):
+        if st.button("Stop", key="train-stop"):
+            st.toast(stop_job(run))
+    elif state == "failed":
+        st.error(f"The run failed: {st_.get('error')}")
+    elif state == "cancelled":
+        st.warning(st_.get("message") or "The run was stopped.")
+    elif state == "finished":
+        st.success("Finished. Open it on the **Explore** page.")
+    hist = pd.DataFrame(runs.read_jsonl(run / "metrics.jsonl"))
+    st.plotly_chart(training_curves(hist), use_container_width=True, key="train-curves")
+    if state in ("finished", "failed", "cancelled"):
+        st.session_state["train-last-state"] = state
+
+
+if active and (runs_root() / active).is_dir():
+    progress(runs_root() / active)
+    queued = table[table["state"] == "queued"] if len(table) else table
+    if len(queued):
+        st.caption(f"{len(queued)} job(s) waiting in the queue: " + ", ".join(queued["run_id"]))
