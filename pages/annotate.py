@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import streamlit as st
@@ -112,10 +111,13 @@ d1.download_button("Download CSV", table.to_csv(index=False).encode(), file_name
 
 @st.cache_data(show_spinner=False, max_entries=2)
 def _h5ad_bytes(key: tuple) -> bytes:
+    import tempfile
+
     out = ann.to_adata(adata)
-    buf = io.BytesIO()
-    out.write_h5ad(buf)
-    return buf.getvalue()
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "annotated.h5ad"
+        out.write_h5ad(f)
+        return f.read_bytes()
 
 
 d2.download_button("Download annotated h5ad", _h5ad_bytes((str(run), path, round(thr, 3))),

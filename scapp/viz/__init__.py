@@ -1,0 +1,40 @@
+"""Plot builders: pure functions from tidy data to ``plotly.graph_objects.Figure``.
+
+No file I/O, no Streamlit, no global plotly settings. Pages call
+``st.plotly_chart(fig)``; the CLI may call ``fig.write_html``. Pass the same
+:func:`class_colors` mapping to every builder of a run so a class keeps its colour.
+"""
+
+from __future__ import annotations
+
+from scapp.viz.colors import UNASSIGNED, UNASSIGNED_COLOR, class_colors
+from scapp.viz.embedding import downsample_idx, embedding_scatter
+from scapp.viz.explain import (
+    cell_explain_bar,
+    class_gene_heatmap,
+    dotplot_data,
+    expression_dotplot,
+    gene_importance_bar,
+)
+from scapp.viz.metrics import class_f1_bars, confusion_heatmap, reliability_diagram
+from scapp.viz.qc import class_sizes_bar, counts_histograms
+from scapp.viz.training import training_curves
+
+__all__ = [
+    "UNASSIGNED",
+    "UNASSIGNED_COLOR",
+    "cell_explain_bar",
+    "class_colors",
+    "class_f1_bars",
+    "class_gene_heatmap",
+    "class_sizes_bar",
+    "confusion_heatmap",
+    "counts_histograms",
+    "dotplot_data",
+    "downsample_idx",
+    "embedding_scatter",
+    "expression_dotplot",
+    "gene_importance_bar",
+    "reliability_diagram",
+    "training_curves",
+]
