@@ -8,6 +8,15 @@ command -v "$PY" >/dev/null 2>&1 || PY=python3
 if [ ! -x .venv/bin/python ]; then "$PY" -m venv .venv; fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 .venv/bin/python -c "import scapp, torch, pytorch_tabnet, scanpy" # the install worked
+# Browser tests drive Debian's Chromium through Playwright (Playwright's own browser download is unreachable).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2
+  fi
+fi
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -1,0 +1,120 @@
+"""End to end in headless Chromium: demo data → train SIMS 2 epochs → Explore plots → annotate → CSV.
+
+Screenshots of every page land in ``test-artifacts/`` for a person to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHOTS = REPO / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it: apt-get install chromium)")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    runs_dir = tmp_path_factory.mktemp("e2e-runs")
+    env = {**os.environ, "SCAPP_RUNS_DIR": str(runs_dir)}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield f"http://127.0.0.1:{port}", runs_dir
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        pg = b.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+        url = server[0]
+        for _ in range(120):
+            try:
+                pg.goto(url)
+                break
+            except Exception:  # noqa: BLE001 - server still starting
+                time.sleep(0.5)
+        pg.wait_for_selector(READY, timeout=120_000)
+        yield pg
+        b.close()
+
+
+def _settle(pg, seconds: float = 1.0) -> None:
+    time.sleep(seconds)
+    pg.wait_for_selector(READY, timeout=120_000)
+
+
+def _go(pg, name: str) -> None:
+    pg.get_by_role("link", name=name).first.click()
+    _settle(pg, 1.5)
+
+
+def test_demo_train_explore_annotate(page, server, tmp_path):
+    pg = page
+    pg.get_by_role("button", name="Load demo dataset").click()
+    _settle(pg, 2)
+    pg.get_by_text("2,638").first.wait_for()
+    pg.screenshot(path=str(SHOTS / "data.png"), full_page=True)
+
+    _go(pg, "Model")
+    epochs = pg.get_by_label("Max epochs")
+    epochs.fill("2")
+    pg.get_by_role("button", name="Save settings").click()
+    _settle(pg)
+    pg.screenshot(path=str(SHOTS / "model.png"), full_page=True)
+
+    _go(pg, "Train")
+    pg.get_by_role("button", name="Start training").click()
+    pg.get_by_text("— finished").wait_for(timeout=300_000)
+    time.sleep(1.5)
+    pg.screenshot(path=str(SHOTS / "train.png"), full_page=True)
+
+    _go(pg, "Explore")
+    pg.get_by_text("Macro F1 (test)").wait_for(timeout=60_000)
+    pg.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    assert pg.get_by_text("Confusion matrix", exact=False).count() >= 1
+    pg.screenshot(path=str(SHOTS / "explore.png"), full_page=True)
+    pg.get_by_role("tab", name="Cell map").click()
+    pg.locator("[role=tabpanel]:visible .js-plotly-plot").first.wait_for(timeout=180_000)
+    _settle(pg, 2)
+    pg.screenshot(path=str(SHOTS / "explore-map.png"), full_page=True)
+
+    _go(pg, "Annotate")
+    pg.get_by_label("…or a path on this machine").fill(str(REPO / "assets" / "demo_pbmc3k.h5ad"))
+    pg.keyboard.press("Enter")
+    _settle(pg, 2)
+    pg.get_by_role("button", name="Predict").click()
+    pg.get_by_role("button", name="Download CSV").wait_for(timeout=180_000)
+    with pg.expect_download() as dl:
+        pg.get_by_role("button", name="Download CSV").click()
+    path = tmp_path / "pred.csv"
+    dl.value.save_as(path)
+    df = pd.read_csv(path)
+    assert list(df.columns[:4]) == ["cell_id", "label", "confidence", "unassigned"] and len(df) == 2638
+    pg.screenshot(path=str(SHOTS / "annotate.png"), full_page=True)
+
+    _go(pg, "Runs")
+    pg.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
