@@ -118,3 +118,29 @@ def test_demo_train_explore_annotate(page, server, tmp_path):
 
     _go(pg, "Runs")
     pg.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+
+
+def test_reload_reattaches_to_a_running_job_and_stop_stops_it(page, server):
+    pg = page
+    pg.goto(server[0])
+    _settle(pg, 1)
+    pg.get_by_role("button", name="Load demo dataset").click()
+    _settle(pg, 2)
+    _go(pg, "Model")
+    pg.get_by_label("Max epochs").fill("400")
+    pg.get_by_role("button", name="Save settings").click()
+    _settle(pg)
+    _go(pg, "Train")
+    pg.get_by_role("button", name="Start training").click()
+    pg.get_by_text("— running").wait_for(timeout=180_000)
+    pg.get_by_text("epoch 2/400").wait_for(timeout=180_000)
+    pg.reload()  # a new browser session: nothing in session state, the job is found on disk
+    pg.wait_for_selector(READY, timeout=120_000)
+    _go(pg, "Train")
+    pg.get_by_text("— running").wait_for(timeout=60_000)
+    pg.screenshot(path=str(SHOTS / "train-running-after-reload.png"), full_page=True)
+    pg.get_by_role("button", name="Stop").click()
+    pg.get_by_text("— cancelled").wait_for(timeout=180_000)
+    time.sleep(1.5)
+    assert pg.get_by_text("best model so far").count() >= 1
+    pg.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
