@@ -84,6 +84,20 @@ def save_upload(upload: Any) -> Path:
     return dest
 
 
+def chosen_file(upload: Any, typed_path: str, state_key: str) -> Path | None:
+    """Remember an uploaded file or a typed path under ``state_key``; None (with an error) for a bad path."""
+    if upload is not None:
+        st.session_state[state_key] = str(save_upload(upload))
+    elif typed_path:
+        p = Path(typed_path).expanduser()
+        if not p.exists():
+            st.error(f"No file or folder at {p}.")
+            return None
+        st.session_state[state_key] = str(p.resolve())
+    path = st.session_state.get(state_key)
+    return Path(path) if path else None
+
+
 def choose_run(*, key: str, finished_only: bool = True) -> Path | None:
     """Select box over run folders, defaulting to the active run."""
     from scapp import runs

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import choose_run, load, save_upload, show_error
+from pages._ui import choose_run, chosen_file, load, show_error
 from scapp.errors import ScappError
 
 st.title("Annotate")
@@ -25,19 +25,13 @@ def _model(run_dir: str):
 up = st.file_uploader("Query dataset (raw counts)", type=["h5ad", "h5", "loom", "csv", "tsv", "gz", "zip"],
                       key="annotate-upload")
 qpath = st.text_input("…or a path on this machine", key="annotate-path")
-if up is not None:
-    st.session_state["query_path"] = str(save_upload(up))
-elif qpath:
-    st.session_state["query_path"] = str(Path(qpath).expanduser())
-path = st.session_state.get("query_path")
-if not path:
-    st.info("Upload a query dataset or give its path.")
+p = chosen_file(up, qpath, "query_path")
+if p is None or not p.exists():
+    if p is None and not qpath:
+        st.info("Upload a query dataset or give its path.")
     st.stop()
+path = str(p)
 try:
-    p = Path(path)
-    if not p.exists():
-        st.error(f"No file or folder at {p}.")
-        st.stop()
     adata, qc = load(str(p), p.stat().st_mtime)
     loaded = _model(str(run))
     from scapp.annotate import check_query

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pages._ui import load_current, save_upload, show_error
+from pages._ui import chosen_file, load_current, show_error
 from scapp.data import SUPPORTED
 from scapp.data.demo import DEMO_LABEL, demo_path
 from scapp.errors import ScappError
@@ -28,14 +28,7 @@ with c2:
         st.session_state["label"] = DEMO_LABEL
     st.caption("PBMC 3k (10x Genomics), 2,638 cells, 9 cell types.")
 
-if up is not None:
-    st.session_state["dataset_path"] = str(save_upload(up))
-elif path_in:
-    p = Path(path_in).expanduser()
-    if not p.exists():
-        st.error(f"No file or folder at {p}.")
-    else:
-        st.session_state["dataset_path"] = str(p.resolve())
+chosen_file(up, path_in, "dataset_path")
 
 try:
     loaded = load_current()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +83,12 @@ class Annotation:
     explanation: Explanation | None = None
     empty: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
 
-    @property
+    @cached_property
     def predicted(self) -> pd.Series:
+        """Top class per cell (computed once: the threshold slider only re-derives labels)."""
         return pd.Series(self.proba.columns[self.proba.to_numpy().argmax(1)], index=self.cell_ids)
 
-    @property
+    @cached_property
     def confidence(self) -> pd.Series:
         conf = self.proba.to_numpy().max(1)
         conf = np.where(self.empty, 0.0, conf) if self.empty.size else conf

@@ -202,7 +202,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
         print(Path(a.csv).resolve())
     if a.out:
         out = res.to_adata(adata)
-        runs._atomic(Path(a.out), lambda t: out.write_h5ad(t))
+        runs.write_atomic(Path(a.out), out.write_h5ad)
         print(Path(a.out).resolve())
     if not a.csv and not a.out:
         print(res.to_table().to_csv(index=False), end="")

@@ -71,7 +71,8 @@ def resolve_run(ref: str | os.PathLike) -> Path:
 
 
 # -- atomic writers ------------------------------------------------------------------
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
+def write_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -109,7 +110,7 @@ def _clean(o: Any) -> Any:
 
 def write_json(path: Path, obj: Any) -> None:
     text = json.dumps(_clean(obj), indent=1, default=_json_default, allow_nan=False)
-    _atomic(path, lambda t: Path(t).write_text(text + "\n"))
+    write_atomic(path, lambda t: Path(t).write_text(text + "\n"))
 
 
 def read_json(path: Path) -> Any:
@@ -123,20 +124,20 @@ def read_json(path: Path) -> Any:
 
 
 def write_text(path: Path, text: str) -> None:
-    _atomic(path, lambda t: Path(t).write_text(text))
+    write_atomic(path, lambda t: Path(t).write_text(text))
 
 
 def write_table(path: Path, df: pd.DataFrame) -> None:
     if str(path).endswith(".parquet"):
-        _atomic(path, lambda t: df.to_parquet(t, index=False))
+        write_atomic(path, lambda t: df.to_parquet(t, index=False))
     else:
-        _atomic(path, lambda t: df.to_csv(t, index=False))
+        write_atomic(path, lambda t: df.to_csv(t, index=False))
 
 
 def write_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import save_file
 
-    _atomic(path, lambda t: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, t))
+    write_atomic(path, lambda t: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, t))
 
 
 def read_arrays(path: Path) -> dict[str, np.ndarray]:

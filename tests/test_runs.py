@@ -81,7 +81,7 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        runs._atomic(path, boom)
+        runs.write_atomic(path, boom)
     assert runs.read_json(path) == {"ok": 1}
     assert temp_files(tmp_path) == []
     with pytest.raises(TypeError):  # not serialisable: refused before the file is touched

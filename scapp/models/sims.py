@@ -180,7 +180,7 @@ class SIMSModel(ScappModel):
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.monotonic()
             self.net.train()
-            tot, n_seen = 0.0, 0
+            tot, n_seen = torch.zeros((), device=dev), 0  # summed on the device: no sync per batch
             for idx in batch_slices(len(train.y), bs, generator=gen, device=dev):
                 if progress.should_stop():
                     self.stopped_by_user = True
@@ -192,11 +192,11 @@ class SIMSModel(ScappModel):
                 if cfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
                 opt.step()
-                tot += float(loss.detach()) * idx.numel()
+                tot += loss.detach() * idx.numel()
                 n_seen += idx.numel()
             if self.stopped_by_user:
                 break
-            event: dict[str, Any] = {"epoch": epoch, "max_epochs": cfg.max_epochs, "train_loss": tot / max(n_seen, 1),
+            event: dict[str, Any] = {"epoch": epoch, "max_epochs": cfg.max_epochs, "train_loss": float(tot) / max(n_seen, 1),
                                      "lr": opt.param_groups[0]["lr"], "batch_size": bs}
             self._recompute_bn_stats(Xtr, gen)
             if Xva is not None:
@@ -238,7 +238,7 @@ class SIMSModel(ScappModel):
         n = len(Xtr)
         idx = torch.randperm(n, generator=gen)[:max_cells].to(self._device)
         bs = max(self.config.virtual_batch_size, min(4096, idx.numel()))
-        batches = [Xtr.rows(b) for b in torch.split(idx, bs)]
+        batches = (Xtr.rows(b) for b in torch.split(idx, bs))  # one dense batch in memory at a time
         update_bn(batches, _LogitsOnly(self), device=self._device)
 
     @torch.no_grad()
@@ -248,16 +248,11 @@ class SIMSModel(ScappModel):
         logits = torch.cat([self._forward(Xva.rows(idx))[0]
                             for idx in batch_slices(n, self.config.inference_batch_size, shuffle=False, device=self._device)])
         loss = float(F.cross_entropy(logits, yva, weight=weight))
-        pred = logits.argmax(1)
-        C = self.n_classes
-        tp = torch.bincount(yva[pred == yva], minlength=C).float()
-        support = torch.bincount(yva, minlength=C).float()
-        predicted = torch.bincount(pred, minlength=C).float()
-        f1 = 2 * tp / (support + predicted).clamp_min(1)
-        present = support > 0
-        recall = tp / support.clamp_min(1)
-        return {"valid_loss": loss, "valid_accuracy": float((pred == yva).float().mean()),
-                "valid_macro_f1": float(f1[present].mean()), "valid_balanced_accuracy": float(recall[present].mean())}
+        from scapp.evaluate.metrics import classification_metrics
+
+        m = classification_metrics(yva.cpu().numpy(), logits.argmax(1).cpu().numpy(), self.classes)
+        return {"valid_loss": loss, "valid_accuracy": m["accuracy"], "valid_macro_f1": m["macro_f1"],
+                "valid_balanced_accuracy": m["balanced_accuracy"]}
 
     # -- inference -----------------------------------------------------------------
     @torch.no_grad()

@@ -186,7 +186,7 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     for n in split.notes:
         log.warning("%s", n)
     recipe = Recipe.fit(X, genes, pp_cfg, train_idx=split.train)
-    Xp = recipe.transform(X[:, [genes.index(g) for g in recipe.genes]] if recipe.dropped_genes else X)
+    Xp = recipe.transform(X[:, pd.Index(genes).get_indexer(recipe.genes)] if recipe.dropped_genes else X)
     runs.write_text(run / "genes.txt", "\n".join(recipe.genes) + "\n")
     runs.write_json(run / "labels.json", {"classes": classes, "label_column": req.label})
     runs.write_json(run / "preprocess.json", recipe.to_dict())
@@ -275,7 +275,7 @@ def evaluate_and_save(model: Any, Xp: Any, y: np.ndarray, split: Any, cell_ids: 
                      .sort_values("importance", ascending=False))
     runs.write_json(art / "temperature.json", {"temperature": T})
     path = run / "model.safetensors"
-    runs._atomic(path, lambda t: model.save_weights(t))
+    runs.write_atomic(path, model.save_weights)
     return out
 
 
