@@ -22,30 +22,38 @@ import torch
 from torch import nn
 
 
-def _sparsemax_threshold(z: torch.Tensor, k: int) -> torch.Tensor:
-    """Threshold tau per row such that sum(max(z - tau, 0)) == 1."""
+def _sparsemax_threshold(z: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:
+    """Threshold tau per row such that sum(max(z - tau, 0)) == 1.
+
+    Looks for the support among the top ``ks[0]`` values of each row; rows whose
+    support may be larger (all ``k`` values in it) are redone with the next
+    ``k`` in ``ks`` and finally with a full sort. Sparsemax is shift invariant,
+    so the row maximum (the first top value, free) is taken out of the sums only,
+    never out of the whole row.
+    """
     d = z.shape[-1]
-    k = min(k, d)
+    k = min(ks[0] if ks else d, d)
     vals, _ = torch.topk(z, k, dim=-1, sorted=True)
+    top = vals[:, :1]
+    vals = vals - top
     csum = vals.cumsum(dim=-1) - 1.0
     rank = torch.arange(1, k + 1, device=z.device, dtype=z.dtype)
     support = (rank * vals) > csum
     k_z = support.sum(dim=-1, keepdim=True).clamp(min=1)
-    tau = csum.gather(-1, k_z - 1) / k_z.to(z.dtype)
+    tau = top + csum.gather(-1, k_z - 1) / k_z.to(z.dtype)
     if k < d:
         # Where the whole top-k is in the support, the true support may be larger.
-        unsure = (k_z.squeeze(-1) == k)
+        unsure = k_z.squeeze(-1) == k
         if bool(unsure.any()):
             tau = tau.clone()
-            tau[unsure] = _sparsemax_threshold(z[unsure], d)
+            tau[unsure] = _sparsemax_threshold(z[unsure], ks[1:])
     return tau
 
 
 class _SparsemaxFn(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, z: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
-        z = z - z.max(dim=-1, keepdim=True).values
-        tau = _sparsemax_threshold(z, k)
+    def forward(ctx, z: torch.Tensor, ks: tuple[int, ...]) -> torch.Tensor:  # type: ignore[override]
+        tau = _sparsemax_threshold(z, ks)
         out = torch.clamp(z - tau, min=0.0)
         ctx.save_for_backward(out)
         return out
@@ -53,32 +61,31 @@ class _SparsemaxFn(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (out,) = ctx.saved_tensors
-        supp = out > 0
-        n = supp.sum(dim=-1, keepdim=True).clamp(min=1).to(grad.dtype)
-        g = torch.where(supp, grad, torch.zeros_like(grad))
-        mean = g.sum(dim=-1, keepdim=True) / n
-        return torch.where(supp, grad - mean, torch.zeros_like(grad)), None
+        supp = (out > 0).to(grad.dtype)
+        g = grad * supp
+        mean = g.sum(dim=-1, keepdim=True) / supp.sum(dim=-1, keepdim=True).clamp(min=1)
+        return (grad - mean) * supp, None
 
 
 class TopKSparsemax(nn.Module):
     """Sparsemax over the last dimension (Martins & Astudillo 2016), exact."""
 
-    def __init__(self, k: int = 64) -> None:
+    def __init__(self, ks: tuple[int, ...] = (16, 128)) -> None:
         super().__init__()
-        self.k = k
+        self.ks = tuple(ks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return _SparsemaxFn.apply(z, self.k)
+        return _SparsemaxFn.apply(z, self.ks)
 
 
-def use_fast_sparsemax(net: nn.Module, k: int = 64) -> None:
+def use_fast_sparsemax(net: nn.Module, ks: tuple[int, ...] = (16, 128)) -> None:
     """Swap the selector of every attentive transformer that uses sparsemax."""
     from pytorch_tabnet import sparsemax
 
     for module in net.modules():
         sel = getattr(module, "selector", None)
         if isinstance(sel, sparsemax.Sparsemax):
-            module.selector = TopKSparsemax(k)
+            module.selector = TopKSparsemax(ks)
 
 
 def sparse_identity(n: int) -> torch.Tensor:

@@ -72,7 +72,8 @@ class SIMSConfig:
     l2_normalize: bool = True
     """Divide each cell's log-expression vector by its L2 norm (reference loader; scale invariance)."""
     seed: int = 0
-    inference_batch_size: int = 8192
+    inference_batch_size: int | None = None
+    """None: 1,024 cells on CPU (cache-sized; 8,192 was 1.4× slower there), 8,192 on a GPU."""
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -140,6 +141,7 @@ class SIMSModel(ScappModel):
         )
         use_fast_sparsemax(self.net)
         self.net.to(self._device)
+        self._infer_bs = config.inference_batch_size or (8192 if self._device.type == "cuda" else 1024)
 
     # -- forward -----------------------------------------------------------------
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
@@ -224,14 +226,17 @@ class SIMSModel(ScappModel):
             self.net.load_state_dict(best_state)
         self.net.eval()
 
-    def _recompute_bn_stats(self, Xtr: DeviceMatrix, gen: torch.Generator, max_cells: int = 16384) -> None:
+    def _recompute_bn_stats(self, Xtr: DeviceMatrix, gen: torch.Generator, max_cells: int = 4096) -> None:
         """Exact batch-norm statistics from (a sample of) training cells before validating.
 
         TabNet's running averages (momentum 0.01–0.02) lag far behind the
         weights on small data: on pbmc3k, validation accuracy sat at ~10% for
         15 epochs and early stopping kept a random epoch. Recomputing them
         ("precise BN", via ``torch.optim.swa_utils.update_bn``) makes every
-        validation score, and the checkpoint it selects, meaningful.
+        validation score, and the checkpoint it selects, meaningful. A fresh
+        random 4,096 training cells per epoch estimate means and variances to
+        ~1.5% of a standard deviation; going through every cell cost a third of
+        each epoch at 10k cells and bought nothing measurable.
         """
         from torch.optim.swa_utils import update_bn
 
@@ -246,7 +251,7 @@ class SIMSModel(ScappModel):
         self.net.eval()
         n = len(Xva)
         logits = torch.cat([self._forward(Xva.rows(idx))[0]
-                            for idx in batch_slices(n, self.config.inference_batch_size, shuffle=False, device=self._device)])
+                            for idx in batch_slices(n, self._infer_bs, shuffle=False, device=self._device)])
         loss = float(F.cross_entropy(logits, yva, weight=weight))
         from scapp.evaluate.metrics import classification_metrics
 
@@ -258,14 +263,14 @@ class SIMSModel(ScappModel):
     @torch.no_grad()
     def predict_logits(self, X: Any) -> np.ndarray:
         self.net.eval()
-        out = [self._forward(xb)[0].cpu() for _, xb in _iter_dense(X, self.config.inference_batch_size, self._device)]
+        out = [self._forward(xb)[0].cpu() for _, xb in _iter_dense(X, self._infer_bs, self._device)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
 
     @torch.no_grad()
     def embed(self, X: Any) -> np.ndarray:
         """The summed step decision outputs (n_d dims), the representation the classifier reads."""
         self.net.eval()
-        out = [self._forward(xb)[1].cpu() for _, xb in _iter_dense(X, self.config.inference_batch_size, self._device)]
+        out = [self._forward(xb)[1].cpu() for _, xb in _iter_dense(X, self._infer_bs, self._device)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_d), np.float32)
 
     @torch.no_grad()
@@ -290,7 +295,7 @@ class SIMSModel(ScappModel):
         sample_rows: list[torch.Tensor] = []
         sample_idx: list[np.ndarray] = []
         sample_score: list[np.ndarray] = []
-        for start, xb in _iter_dense(X, self.config.inference_batch_size, dev):
+        for start, xb in _iter_dense(X, self._infer_bs, dev):
             logits, res, _, m_exp = self._forward(xb, explain=True)
             logits_all.append(logits.cpu())
             emb_all.append(res.cpu())
