@@ -19,6 +19,7 @@ pages = [
     st.Page("pages/explore.py", title="Explore", icon=":material/insights:"),
     st.Page("pages/annotate.py", title="Annotate", icon=":material/label:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/folder_open:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:"),
 ]
 nav = st.navigation(pages)
 sidebar()

@@ -7,6 +7,8 @@ calibration), so the numbers are what a user gets.
 
     python bench/accuracy.py                       # all tasks, logreg + sims, 3 seeds
     python bench/accuracy.py --models sims --seeds 0 --tasks pancreas
+    python bench/accuracy.py --models hydra --seeds 0 --tasks bonemarrow bonemarrow+protein
+    python bench/accuracy.py --models hydra --option balance=false     # ablation: no synthetic balancing
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from bench._common import DATA, machine  # noqa: E402
 TASKS = {
     "pancreas": dict(data="mouse_pancreas_endocrinogenesis.h5ad", label="cell_type"),
     "bonemarrow": dict(data="bonemarrow_triana2021_abseq_multimodal.h5ad", label="cell_type"),
+    "bonemarrow+protein": dict(data="bonemarrow_triana2021_abseq_multimodal.h5ad", label="cell_type",
+                               protein_key="protein_counts"),
     "pbmc3k->pbmc4k": dict(data="pbmc3k_seurat_hvg2000.h5ad", label="cell_type_coarse",
                            query="pbmc4k_10x_soupx.h5ad", query_drop="Unknown"),
 }
@@ -42,9 +46,9 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path,
     spec = TASKS[task]
     cross = "query" in spec
     req = TrainRequest(data=str(DATA / spec["data"]), label=spec["label"], model=model, seed=seed, epochs=epochs,
-                       model_config=dict(options or {}),
+                       model_config=dict(options or {}), protein_key=spec.get("protein_key"),
                        device="auto", valid_frac=0.15 if cross else 0.10, test_frac=0.15 if cross else 0.20)
-    run = workdir / f"{task.replace('>', '')}-{model}-{seed}"
+    run = workdir / f"{task.replace('>', '').replace('+', '_')}-{model}-{seed}"
     run.mkdir(parents=True)
     (run / "artifacts").mkdir()
     t0 = time.monotonic()
@@ -68,6 +72,7 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path,
         row["n_test"] = m["n_cells"]
     row.update({"macro_f1": m["macro_f1"], "median_f1": m["median_f1"], "balanced_acc": m["balanced_accuracy"],
                 "accuracy": m["accuracy"],
+                "smallest3_recall": float(np.mean([s["recall"] for s in m["smallest_classes"]])),
                 "smallest": "; ".join(f"{s['class']}({s['support']}): R={s['recall']:.2f}" for s in m["smallest_classes"])})
     return row
 
@@ -98,14 +103,15 @@ def main() -> None:
     agg = df.groupby(["task", "model"], sort=False).agg(
         n=("seed", "size"), macro_f1=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"),
         median_f1=("median_f1", "mean"), median_f1_sd=("median_f1", "std"),
-        balanced_acc=("balanced_acc", "mean"), balanced_acc_sd=("balanced_acc", "std"), train_s=("train_s", "mean"))
+        balanced_acc=("balanced_acc", "mean"), balanced_acc_sd=("balanced_acc", "std"), train_s=("train_s", "mean"),
+        smallest3=("smallest3_recall", "mean"))
     print()
-    print("| task | model | seeds | macro-F1 | median F1 | balanced acc | train s |")
-    print("|---|---|---|---|---|---|---|")
+    print("| task | model | seeds | macro-F1 | median F1 | balanced acc | 3 smallest recall | train s |")
+    print("|---|---|---|---|---|---|---|---|")
     for (task, model), r in agg.iterrows():
         sd = lambda v: "" if np.isnan(v) else f" ± {v:.3f}"  # noqa: E731
         print(f"| {task} | {model} | {r.n} | {r.macro_f1:.3f}{sd(r.macro_f1_sd)} | {r.median_f1:.3f}{sd(r.median_f1_sd)}"
-              f" | {r.balanced_acc:.3f}{sd(r.balanced_acc_sd)} | {r.train_s:.0f} |")
+              f" | {r.balanced_acc:.3f}{sd(r.balanced_acc_sd)} | {r.smallest3:.3f} | {r.train_s:.0f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))
 

@@ -59,6 +59,38 @@ def sidebar() -> None:
             st.markdown(f"**Labels:** `{st.session_state['label']}`")
         st.markdown(f"**Run:** {st.session_state.get('run_id') or '—'}")
         st.caption(device_label())
+        st.radio("Figure download format", list(FIG_FORMATS), horizontal=True, key="fig-format",
+                 help="What the camera icon in each figure's toolbar saves (at twice the screen resolution).")
+
+
+FIG_FORMATS = {"SVG": "svg", "PNG": "png"}
+
+
+def figure_config(name: str) -> dict[str, Any]:
+    """Plotly config: the modebar's camera saves ``name`` in the sidebar's format at scale 2."""
+    fmt = FIG_FORMATS.get(st.session_state.get("fig-format", "SVG"), "svg")
+    return {"toImageButtonOptions": {"format": fmt, "scale": 2, "filename": name}, "displaylogo": False}
+
+
+def show_figure(fig: Any, *, key: str, name: str, data: Any | None = None, on_select: str = "ignore") -> Any:
+    """A figure with image export from its toolbar and, when ``data`` is given, a CSV of the data behind it.
+
+    Returns the selection event when ``on_select="rerun"`` (as ``st.plotly_chart`` does).
+    """
+    kwargs: dict[str, Any] = {"key": key, "config": figure_config(name)}
+    if on_select != "ignore":
+        kwargs.update(on_select=on_select, selection_mode="points")
+    event = st.plotly_chart(fig, **kwargs)
+    if data is not None:
+        frame = data
+
+        def _csv() -> str:
+            return frame.to_csv(index=False)
+
+        st.download_button("CSV", _csv, file_name=f"{name}.csv", mime="text/csv", key=f"{key}-csv",
+                           on_click="ignore", type="tertiary", icon=":material/download:",
+                           help="Download the data behind this figure")
+    return event
 
 
 def runs_root() -> Path:

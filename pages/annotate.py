@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, chosen_file, load, show_error
+from pages._ui import choose_run, chosen_file, load, show_error, show_figure
 from scapp.errors import ScappError
 
 st.title("Annotate")
@@ -22,9 +23,20 @@ def _model(run_dir: str):
     return load_run(run_dir)
 
 
-up = st.file_uploader("Query dataset (raw counts)", type=["h5ad", "h5", "loom", "csv", "tsv", "gz", "zip"],
+def _use_demo_query() -> None:
+    from scapp.data.demo import demo_query_path
+
+    st.session_state["query_path"] = str(demo_query_path())
+    st.session_state["annotate-path"] = ""
+
+
+q1, q2 = st.columns([2, 1])
+up = q1.file_uploader("Query dataset (raw counts)", type=["h5ad", "h5", "loom", "csv", "tsv", "gz", "zip"],
                       key="annotate-upload")
-qpath = st.text_input("…or a path on this machine", key="annotate-path")
+qpath = q1.text_input("…or a path on this machine", key="annotate-path")
+q2.write("")
+q2.button("Use demo query", key="annotate-demo", on_click=_use_demo_query, width="stretch")
+q2.caption("PBMC 4k (10x v2): 1,500 cells from another donor and lab, to annotate with a model trained on the demo.")
 p = chosen_file(up, qpath, "query_path")
 if p is None or not p.exists():
     if p is None and not qpath:
@@ -79,8 +91,10 @@ from scapp.viz import class_colors, class_sizes_bar, embedding_scatter  # noqa: 
 colors = class_colors(loaded.classes)
 summary = ann.summary(thr)
 left, right = st.columns(2)
-left.plotly_chart(class_sizes_bar(dict(zip(summary["label"], summary["cells"])), colors=colors),
-                  use_container_width=True, key="annotate-counts")
+qname = Path(path).stem
+with left:
+    show_figure(class_sizes_bar(dict(zip(summary["label"], summary["cells"])), colors=colors), key="annotate-counts",
+                name=f"{qname}-scapp-classes", data=summary)
 if ann.embedding is not None and len(ann.embedding) >= 2:
     from scapp.evaluate.embedding import pca_coords
 
@@ -93,8 +107,11 @@ if ann.embedding is not None and len(ann.embedding) >= 2:
             with st.spinner("Computing the map…"):
                 coords = umap_coords(ann.embedding)
             st.session_state["annotate-umap"] = coords
-    right.plotly_chart(embedding_scatter(coords, ann.labels(thr).to_numpy(), colors=colors, kind="categorical"),
-                       use_container_width=True, key="annotate-map")
+    labels_now = ann.labels(thr).to_numpy()
+    with right:
+        show_figure(embedding_scatter(coords, labels_now, colors=colors, kind="categorical"), key="annotate-map",
+                    name=f"{qname}-scapp-map", data=pd.DataFrame({"cell_id": ann.cell_ids, "label": labels_now,
+                                                                 "x": coords[:, 0], "y": coords[:, 1]}))
 
 table = ann.to_table(thr)
 st.dataframe(table.head(200), hide_index=True, use_container_width=True)

@@ -5,15 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
-from pages._ui import chosen_file, load_current, show_error
+from pages._ui import chosen_file, load_current, show_error, show_figure
 from scapp.data import SUPPORTED
 from scapp.data.demo import DEMO_LABEL, demo_path
 from scapp.errors import ScappError
 
 st.title("Data")
 st.caption("Raw counts in, from h5ad, 10x h5, a zipped 10x mtx folder, csv/tsv or loom. scapp normalizes them itself.")
+
+
+
+def _use_demo() -> None:
+    st.session_state.update({"dataset_path": str(demo_path()), "label": DEMO_LABEL, "data-path": ""})
+
 
 c1, c2 = st.columns([2, 1])
 with c1:
@@ -23,9 +30,7 @@ with c1:
                             placeholder="/data/my_experiment/filtered_feature_bc_matrix.h5")
 with c2:
     st.write("")
-    if st.button("Load demo dataset", key="data-demo", type="primary", use_container_width=True):
-        st.session_state["dataset_path"] = str(demo_path())
-        st.session_state["label"] = DEMO_LABEL
+    st.button("Load demo dataset", key="data-demo", type="primary", width="stretch", on_click=_use_demo)
     st.caption("PBMC 3k (10x Genomics), 2,638 cells, 9 cell types.")
 
 chosen_file(up, path_in, "dataset_path")
@@ -58,7 +63,9 @@ from scapp.viz import class_colors, class_sizes_bar, counts_histograms  # noqa: 
 X = get_matrix(adata)
 totals = np.asarray(X.sum(axis=1)).ravel()
 ngenes = np.asarray((X > 0).sum(axis=1)).ravel()
-st.plotly_chart(counts_histograms(totals, ngenes), use_container_width=True, key="data-hist")
+stem = Path(st.session_state["dataset_path"]).stem
+show_figure(counts_histograms(totals, ngenes), key="data-hist", name=f"{stem}-qc",
+            data=pd.DataFrame({"cell_id": adata.obs_names, "total_counts": totals, "genes_detected": ngenes}))
 
 if not qc.label_candidates:
     st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model "
@@ -70,8 +77,8 @@ label = st.selectbox("Label column (the cell types to learn)", cols,
                      index=cols.index(current) if current in cols else 0, key="data-label")
 st.session_state["label"] = label
 counts = qc.label_candidates[label]
-st.plotly_chart(class_sizes_bar(counts, colors=class_colors(sorted(counts))), use_container_width=True,
-                key="data-classes")
+show_figure(class_sizes_bar(counts, colors=class_colors(sorted(counts))), key="data-classes",
+            name=f"{stem}-{label}-classes", data=pd.DataFrame({"class": list(counts), "cells": list(counts.values())}))
 tiny = [c for c, n in counts.items() if n < 3]
 if tiny:
     st.warning(f"{len(tiny)} class(es) have fewer than 3 cells ({', '.join(tiny[:5])}); they are kept in training "

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run
+from pages._ui import choose_run, show_figure
 from scapp import runs
 
 st.title("Explore")
@@ -75,11 +75,12 @@ for note in m.get("notes", []):
 
 tab_perf, tab_map, tab_cal, tab_expl = st.tabs(["Per class", "Cell map", "Calibration", "Explanations"])
 with tab_perf:
-    st.plotly_chart(class_f1_bars(t["per_class"], colors=colors), use_container_width=True, key="explore-f1")
+    show_figure(class_f1_bars(t["per_class"], colors=colors), key="explore-f1", name=f"{run.name}-per-class",
+                data=t["per_class"])
     st.markdown("**Confusion matrix** (rows: true type, normalized; numbers are cells). Select a cell of the "
                 "matrix to list those cells.")
-    ev = st.plotly_chart(confusion_heatmap(t["confusion"]), use_container_width=True, key="explore-cm",
-                         on_select="rerun", selection_mode="points")
+    ev = show_figure(confusion_heatmap(t["confusion"]), key="explore-cm", name=f"{run.name}-confusion",
+                     data=t["confusion"].reset_index(), on_select="rerun")
     pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
     pred = t["pred"]
     sel = pred.iloc[0:0]
@@ -90,7 +91,8 @@ with tab_perf:
         st.markdown(f"**{len(sel)} test cells** of type *{true_c}* predicted as *{pred_c}* (highlighted on the map)")
         st.dataframe(sel[["cell_id", "true", "pred", "confidence"]], hide_index=True, use_container_width=True)
     if len(t["history"]):
-        st.plotly_chart(training_curves(t["history"]), use_container_width=True, key="explore-curves")
+        show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training",
+                    data=t["history"])
 
 with tab_map:
     coords = _umap(str(run))
@@ -113,14 +115,43 @@ with tab_map:
             fig = embedding_scatter(coords, ok, colors={"correct": "#9aa5b1", "wrong": "#d6336c"},
                                     kind="categorical", stratify=pred["true"].to_numpy(),
                                     hover=pred[["cell_id", "true", "pred"]])
-        st.plotly_chart(fig, use_container_width=True, key="explore-umap")
+        show_figure(fig, key="explore-umap", name=f"{run.name}-umap-{what}",
+                    data=pred[["cell_id", "true", "pred", "confidence"]].assign(umap1=coords[:, 0], umap2=coords[:, 1]))
 
 with tab_cal:
     cal = m["calibration"]
     st.markdown(f"Temperature **{cal['temperature']:.2f}** fitted on the validation cells: expected calibration error "
                 f"{cal['ece_before']:.3f} → **{cal['ece_after']:.3f}** on the test cells.")
-    st.plotly_chart(reliability_diagram(t["reliability"]["before"], t["reliability"]["after"]),
-                    use_container_width=True, key="explore-rel")
+    rel = t["reliability"]
+    show_figure(reliability_diagram(rel["before"], rel["after"], ece_before=cal["ece_before"],
+                                    ece_after=cal["ece_after"], temperature=cal["temperature"]),
+                key="explore-rel", name=f"{run.name}-calibration",
+                data=pd.concat([pd.DataFrame(rel[k]).assign(calibration=k) for k in ("before", "after")]))
+
+
+def _dotplot(run: Path, classes: list[str]) -> None:
+    """Expression of each class's top genes (artifacts/dotplot.csv, written by training since the dot plot exists)."""
+    from scapp.viz import expression_dotplot
+
+    path = run / "artifacts" / "dotplot.csv"
+    if not path.exists():
+        st.info("The expression dot plot is not available for this run (trained before scapp saved it); "
+                "train the run again to get it.")
+        return
+    df = pd.read_csv(path, dtype={"class": str, "gene": str, "top_for": str})
+    picks = df.drop_duplicates("gene")  # genes in pick order, each with the class it is a top gene of
+    most = int(picks["top_for"].value_counts().max())
+    n = st.slider("Top genes per class", 1, most, min(3, most), key="explore-dot-n") if most > 1 else 1
+    genes = picks.groupby("top_for", sort=False).head(n)["gene"].tolist()
+    df = df[df["gene"].isin(genes)]
+    order = [c for c in classes if c in set(df["class"])]
+    mean = df.pivot(index="class", columns="gene", values="mean_expression").reindex(index=order, columns=genes)
+    frac = df.pivot(index="class", columns="gene", values="frac_expressing").reindex(index=order, columns=genes)
+    scaled = st.toggle("Scale colour per gene", value=True, key="explore-dot-scale")
+    show_figure(expression_dotplot(mean, frac, standard_scale="gene" if scaled else None,
+                                   title="Do the top genes mark their class? Expression per class"),
+                key="explore-dot", name=f"{run.name}-dotplot", data=df)
+
 
 with tab_expl:
     from scapp.viz import cell_explain_bar, class_gene_heatmap, gene_importance_bar
@@ -132,16 +163,20 @@ with tab_expl:
     signed = t["config"]["model"] == "logreg"
     st.markdown("**Genes each cell type's predictions used**" if not signed else "**Marker weights per cell type**")
     top = st.slider("Top genes", 10, 100, 40, 5, key="explore-topgenes")
-    st.plotly_chart(class_gene_heatmap(ex["class_scores"], classes, features, top=top, signed=signed),
-                    use_container_width=True, key="explore-heat")
-    st.plotly_chart(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), use_container_width=True,
-                    key="explore-gi")
+    show_figure(class_gene_heatmap(ex["class_scores"], classes, features, top=top, signed=signed),
+                key="explore-heat", name=f"{run.name}-class-genes",
+                data=pd.DataFrame(ex["class_scores"].T, index=pd.Index(features, name="gene"), columns=classes)
+                .reset_index())
+    _dotplot(run, classes)
+    show_figure(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), key="explore-gi",
+                name=f"{run.name}-gene-importance", data=gi)
     if "cell_masks" in ex and len(ex["cell_masks"]):
         cls = st.selectbox("Cell type", classes, key="explore-cell-class")
         rows = np.flatnonzero(ex["cell_class"] == classes.index(cls))
         if len(rows):
             pick = st.number_input("Cell (of the sampled cells of this type)", 0, len(rows) - 1, 0, key="explore-cell")
-            st.plotly_chart(cell_explain_bar(features, ex["cell_masks"][rows[pick]]), use_container_width=True,
-                            key="explore-cellbar")
+            mask = ex["cell_masks"][rows[pick]]
+            show_figure(cell_explain_bar(features, mask), key="explore-cellbar", name=f"{run.name}-cell-explain",
+                        data=pd.DataFrame({"gene": features, "score": mask}))
     st.download_button("Marker table (CSV)", (run / "artifacts" / "markers.csv").read_bytes(),
                        file_name=f"{run.name}-markers.csv", key="explore-dl-markers")

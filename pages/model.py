@@ -55,6 +55,7 @@ with st.form("model-advanced"):
             overrides["lr"] = float(lr)
     threshold = st.slider("Unassigned below confidence", 0.0, 1.0, 0.5, 0.05, key="model-threshold")
     if st.form_submit_button("Save settings"):
-        st.session_state.update(model_overrides=overrides, seed=int(seed), device=device, threshold=float(threshold))
+        st.session_state.update(model_overrides=overrides, overrides_model=model, seed=int(seed), device=device,
+                                threshold=float(threshold))
         st.success("Saved. Start training on the Train page.")
 st.page_link("pages/train.py", label="Next: train", icon=":material/arrow_forward:")

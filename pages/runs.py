@@ -20,6 +20,7 @@ table = table.sort_values("run_id", ascending=False)
 st.dataframe(table.drop(columns=["path"]), hide_index=True, use_container_width=True,
              column_config={"macro_f1": st.column_config.NumberColumn(format="%.3f"),
                             "accuracy": st.column_config.NumberColumn(format="%.3f")})
+st.page_link("pages/compare.py", label="Compare runs trained on the same data", icon=":material/compare_arrows:")
 rid = st.selectbox("Run", table["run_id"].tolist(), key="runs-pick")
 run = runs_root() / rid
 c = st.columns(3)

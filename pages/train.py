@@ -7,18 +7,20 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages._ui import runs_root, show_error
+from pages._ui import load_current, runs_root, show_error, show_figure
 from scapp import runs
 from scapp.errors import ScappError
 from scapp.models.presets import PRESETS
 from scapp.train.engine import TrainRequest
-from scapp.train.job import escalate_stop, start_job, stop_job
+from scapp.train.job import check_request, escalate_stop, start_job, stop_job
 
 st.title("Train")
 path, label = st.session_state.get("dataset_path"), st.session_state.get("label")
 model = st.session_state.get("model", "sims")
 preset = st.session_state.get("preset", "default")
-opts = {**PRESETS[model].get(preset, {}), **st.session_state.get("model_overrides", {})}
+# advanced settings saved on the Model page belong to the model they were saved for
+saved = st.session_state.get("model_overrides", {}) if st.session_state.get("overrides_model", model) == model else {}
+opts = {**PRESETS.get(model, {}).get(preset, {}), **saved}
 
 if not path or not label:
     st.info("Choose a dataset and its label column on the **Data** page first.")
@@ -30,6 +32,9 @@ else:
             req = TrainRequest(data=path, label=label, model=model, model_config=opts,
                                seed=st.session_state.get("seed", 0), device=st.session_state.get("device", "auto"),
                                threshold=st.session_state.get("threshold", 0.5))
+            loaded = load_current()
+            if loaded is not None:
+                check_request(req, loaded[0])  # a clear reason now instead of a failed run later
             run = start_job(req, root=runs_root())
             st.session_state["run_id"] = run.name
         except ScappError as e:
@@ -68,7 +73,7 @@ def progress(run: Path) -> None:
     elif state == "finished":
         st.success("Finished. Open it on the **Explore** page.")
     hist = pd.DataFrame(runs.read_jsonl(run / "metrics.jsonl"))
-    st.plotly_chart(training_curves(hist), use_container_width=True, key="train-curves")
+    show_figure(training_curves(hist), key="train-curves", name=f"{run.name}-training", data=hist)
     if state in ("finished", "failed", "cancelled"):
         st.session_state["train-last-state"] = state
 

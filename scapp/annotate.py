@@ -37,6 +37,8 @@ class LoadedRun:
     classes: list[str]
     temperature: float
     important_genes: list[str]
+    protein: Any = None
+    """``ProteinRecipe`` of a multimodal (RNA + protein) run, else None."""
 
     @property
     def run_id(self) -> str:
@@ -60,13 +62,19 @@ def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     classes = runs.read_json(path / "labels.json")["classes"]
     T = float(runs.read_json(path / "artifacts" / "temperature.json")["temperature"])
     cls = get_model_class(cfg["model"])
-    model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=len(recipe.features),
+    protein = None
+    if (path / "protein.json").exists():
+        from scapp.data.modalities import ProteinRecipe
+
+        protein = ProteinRecipe.from_dict(runs.read_json(path / "protein.json"))
+    n_features = len(recipe.features) + (len(protein.names) if protein is not None else 0)
+    model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=n_features,
                 classes=classes, device=device)
     model.load_weights(str(path / "model.safetensors"))
     imp_path = path / "artifacts" / "global_importance.csv"
     important = pd.read_csv(imp_path)["gene"].astype(str).head(50).tolist() if imp_path.exists() else []
     return LoadedRun(path=path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,
-                     important_genes=important)
+                     important_genes=important, protein=protein)
 
 
 @dataclass
@@ -178,6 +186,11 @@ def annotate(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, thr
     counts, report = align_genes(X, adata.var, run.recipe.genes, important_genes=run.important_genes,
                                  min_frac=min_frac, min_shared=min_shared)
     Xp = run.recipe.transform(counts)
+    if run.protein is not None:  # multimodal run: the query needs the same antibody panel
+        from scapp.data.modalities import get_protein, stack
+
+        P, names = get_protein(adata, run.protein.key)
+        Xp = stack(Xp, run.protein.transform(run.protein.align(P, names)))
     expl = None
     if explain and hasattr(run.model, "infer"):
         logits, emb, expl = run.model.infer(Xp)

@@ -90,7 +90,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
                        device=a.device, seed=a.seed, model_config=model_cfg, preprocess=pp,
                        valid_frac=a.valid_frac, test_frac=a.test_frac, drop_empty_cells=a.drop_empty_cells,
-                       orientation=a.orientation, threshold=a.threshold)
+                       orientation=a.orientation, threshold=a.threshold, protein_key=a.protein_key)
     run = Path(a.run_dir) if a.run_dir else runs.create_run(a.model, out=a.out)
     return _execute(req, run, quiet=a.quiet)
 
@@ -255,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--config", help="JSON file of model options (and an optional 'preprocess' object)")
     t.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
+    t.add_argument("--protein-key", help="obsm key of raw protein (ADT) counts to use beside RNA (multimodal)")
     t.add_argument("--drop-empty-cells", action="store_true", help="leave out cells with zero counts")
     t.add_argument("--valid-frac", type=float, default=0.15)
     t.add_argument("--test-frac", type=float, default=0.15)

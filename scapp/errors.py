@@ -32,6 +32,10 @@ class GeneOverlapError(InputError):
     """A query shares too few genes with the model to be annotated."""
 
 
+class ModalityError(InputError):
+    """A second modality (e.g. protein counts in obsm) is missing, misaligned or unusable."""
+
+
 class RunError(ScappError):
     """A run folder is missing, unfinished, corrupt or of a newer format."""
 

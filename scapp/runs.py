@@ -264,3 +264,15 @@ def export_zip(run: Path, dest: Path) -> Path:
     """Zip a run folder (weights, tables, JSON) for sharing."""
     base = str(Path(dest).with_suffix(""))
     return Path(shutil.make_archive(base, "zip", root_dir=Path(run).parent, base_dir=Path(run).name))
+
+
+def read_results(run: Path) -> dict[str, Any]:
+    """What a comparison needs from a finished run: ``config``, ``data`` (data.json), ``metrics``, ``predictions``."""
+    run = Path(run)
+    need = [run / n for n in ("config.json", "data.json", "metrics.json", "predictions.parquet")]
+    missing = [p.name for p in need if not p.exists()]
+    if missing:
+        msg = f"Run {run.name} has no {', '.join(missing)}; only finished (or stopped) runs can be compared."
+        raise RunError(msg)
+    return {"config": read_json(need[0]), "data": read_json(need[1]), "metrics": read_json(need[2]),
+            "predictions": pd.read_parquet(need[3], columns=["cell_id", "split", "true", "pred", "confidence"])}

@@ -12,11 +12,20 @@ import scipy.sparse as sp
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEMO_PATH = ASSETS / "demo_pbmc3k.h5ad"
 DEMO_LABEL = "cell_type"
+DEMO_QUERY_PATH = ASSETS / "demo_pbmc4k_query.h5ad"
 
 
 def demo_path() -> Path:
     """PBMC 3k (10x Genomics, CC BY 4.0; Seurat-tutorial labels), 2,638 cells × 2,000 genes, raw counts."""
     return DEMO_PATH
+
+
+def demo_query_path() -> Path:
+    """A query to annotate with a model trained on the demo: 1,500 PBMC 4k cells (10x v2, another donor and
+    annotator; CC BY 4.0) × 3,000 genes, raw counts, authors' labels in ``obs['cell_type']`` and
+    ``obs['cell_type_coarse']``. Built by ``scripts/make_demo_query.py``.
+    """
+    return DEMO_QUERY_PATH
 
 
 def resample_cells(adata: ad.AnnData, n_cells: int, *, seed: int = 0, min_keep: float = 0.7) -> ad.AnnData:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from scapp.errors import ConfigError
 
-AVAILABLE = ("sims", "logreg")
-PLANNED = ("hydra", "zipo", "ssl")
+AVAILABLE = ("sims", "hydra", "logreg")
+PLANNED = ("zipo", "ssl")
 
 
 def get_model_class(name: str) -> type:
@@ -14,6 +14,10 @@ def get_model_class(name: str) -> type:
         from scapp.models.sims import SIMSModel
 
         return SIMSModel
+    if name == "hydra":
+        from scapp.models.hydra import HydraModel
+
+        return HydraModel
     if name == "logreg":
         from scapp.models.logreg import LogRegModel
 

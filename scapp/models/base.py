@@ -19,6 +19,9 @@ class FitData:
 
     X: Any  # cells × features, CSR or dense float32
     y: np.ndarray
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Optional side information, e.g. ``{"modalities": [("rna", n_genes), ("protein", n_proteins)]}``
+    when ``X`` holds several modalities side by side (models that don't use it ignore it)."""
 
 
 @dataclass

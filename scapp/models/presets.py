@@ -20,8 +20,15 @@ METHODS: dict[str, dict[str, str]] = {
     },
     "hydra": {
         "title": "Hydra — VAE ensemble with synthetic balancing",
-        "paper": "Hydra preprint",
-        "about": "Integrated-Gradients marker genes per cell type and generated cells for rare types. Coming.",
+        "paper": "Wagle et al., Interpretable deep generative ensemble learning for single-cell omics with Hydra "
+                 "(bioRxiv 2025)",
+        "about": ("A variational autoencoder learns a compact picture of every cell while 25 small heads learn "
+                  "the cell types. Rare types are topped up with cells the autoencoder generates, 25 copies are "
+                  "fine-tuned on their own balanced sets, and Integrated Gradients then ranks, per cell type, the "
+                  "genes (and proteins, when given) that drive each copy's decision: the marker lists. A final "
+                  "ensemble of 25 small networks, reading only those marker genes, annotates the cells and "
+                  "averages its probabilities. Slower than the others on a CPU; best when you want markers and "
+                  "help for rare types."),
     },
     "zipo": {
         "title": "ZiPo — zero-inflated count autoencoder",
@@ -42,12 +49,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "thorough": {"n_d": 32, "n_a": 32, "early_stopping_patience": 20},
     },
     "logreg": {"fast": {"max_iter": 200}, "default": {}, "thorough": {"max_iter": 3000}},
+    "hydra": {
+        "fast": {"n_models": 5, "max_epochs": 20, "refine_epochs": 10, "ig_cells_per_class": 50},
+        "default": {},
+        "thorough": {"refine_epochs": 50, "ig_cells_per_class": 2000},
+    },
 }
 
 # Rough CPU cost on a 2-core machine, seconds per 1,000 cells (bench/RESULTS.md): used for the
 # "what it costs" line; SIMS ≈ 30–60 epochs at ~2–4k cells/s.
 _SECONDS_PER_1K = {"sims": {"fast": 8.0, "default": 15.0, "thorough": 45.0},
-                   "logreg": {"fast": 0.3, "default": 0.5, "thorough": 1.0}}
+                   "logreg": {"fast": 0.3, "default": 0.5, "thorough": 1.0},
+                   # Hydra (bench/hydra_markers.py): fast ≈ 7 s/1k (pancreas 3.7k cells, 25 s); default (25 models,
+                   # 30 refinement epochs, IG on ≤500 cells/class) ≈ 170 s/1k (pbmc3k 2.6k cells, 441 s); refinement
+                   # and IG dominate and grow with the ensemble size × epochs / cells attributed.
+                   "hydra": {"fast": 7.0, "default": 170.0, "thorough": 400.0}}
 
 
 def estimate_seconds(model: str, preset: str, n_cells: int, *, gpu: bool = False) -> float:

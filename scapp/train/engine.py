@@ -52,6 +52,8 @@ class TrainRequest:
     drop_empty_cells: bool = False
     orientation: str = "auto"
     threshold: float = DEFAULT_THRESHOLD
+    protein_key: str | None = None
+    """obsm key of raw protein (ADT) counts to use beside RNA (multimodal); None: RNA only."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainRequest:
@@ -101,7 +103,9 @@ class _Reporter:
         if "train_loss" in event or "valid_loss" in event:
             runs.append_jsonl(self.run / "metrics.jsonl", event)
         ep = event.get("epoch", 0) or 0
-        frac = 0.05 + 0.8 * min(ep / max(self.max_epochs, 1), 1.0)
+        # A multi-phase fit (Hydra) reports its own fraction done; otherwise epochs tell.
+        done = event["progress"] if event.get("progress") is not None else ep / max(self.max_epochs, 1)
+        frac = 0.05 + 0.8 * min(done, 1.0)
         runs.write_status(self.run, "running", phase="training", epoch=ep, max_epochs=self.max_epochs,
                           progress=frac, eta_s=event.get("eta_s"), message=event.get("phase"))
         if ep:
@@ -167,6 +171,12 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     X = X[cells]
     y = codes[cells]
     cell_ids = adata.obs_names[cells].astype(str)
+    protein = None
+    if req.protein_key:
+        from scapp.data.modalities import get_protein
+
+        protein, protein_names = get_protein(adata, req.protein_key)
+        protein = protein[cells]
     present = np.unique(y)
     if present.size < 2:
         msg = "After removing unlabelled and empty cells only one class is left; a classifier needs at least two."
@@ -190,6 +200,14 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     runs.write_text(run / "genes.txt", "\n".join(recipe.genes) + "\n")
     runs.write_json(run / "labels.json", {"classes": classes, "label_column": req.label})
     runs.write_json(run / "preprocess.json", recipe.to_dict())
+    features, extra = None, {}
+    if protein is not None:  # protein columns go after the genes; their names are tagged
+        from scapp.data.modalities import ProteinRecipe, stack
+
+        prot = ProteinRecipe.fit(protein, protein_names, req.protein_key, train_idx=split.train)
+        runs.write_json(run / "protein.json", prot.to_dict())
+        extra = {"modalities": [("rna", Xp.shape[1]), ("protein", len(prot.names))]}
+        Xp, features = stack(Xp, prot.transform(protein)), recipe.features + prot.features
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
     max_epochs = getattr(model_cfg, "max_epochs", 1)
@@ -198,7 +216,7 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     log.info("training %s on %s cells × %s features (%s), device %s", req.model, len(split.train), Xp.shape[1],
              ", ".join(f"{k}: {v}" for k, v in class_counts.items()), device)
     fit_t0 = time.monotonic()
-    model.fit(FitData(Xp[split.train], y[split.train]), FitData(Xp[split.valid], y[split.valid]),
+    model.fit(FitData(Xp[split.train], y[split.train], extra), FitData(Xp[split.valid], y[split.valid], extra),
               Progress(reporter.emit, reporter.should_stop))
     fit_s = time.monotonic() - fit_t0
     if model.stopped_by_user and model.best_epoch is None:
@@ -206,11 +224,13 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
 
     runs.write_status(run, "running", phase="evaluating", progress=0.88)
     log.info("evaluating")
-    result = evaluate_and_save(model, Xp, y, split, cell_ids, recipe, run, threshold=req.threshold)
+    result = evaluate_and_save(model, Xp, y, split, cell_ids, recipe, run, threshold=req.threshold,
+                               features=features)
     result.update({"fit_seconds": fit_s, "total_seconds": time.monotonic() - t_start, "notes": notes,
                    "best_epoch": model.best_epoch, "epochs_run": len(model.history),
                    "stopped_by_user": model.stopped_by_user,
                    "batch_size": getattr(model, "batch_size_used", None), "n_train": int(len(split.train)),
+                   "fit_info": getattr(model, "fit_info", None),  # phase timings etc. of multi-phase models
                    "n_valid": int(len(split.valid)), "n_test": int(len(split.test))})
     runs.write_json(run / "metrics.json", result)
     final = "cancelled" if model.stopped_by_user else "finished"
@@ -223,7 +243,8 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
 
 
 def evaluate_and_save(model: Any, Xp: Any, y: np.ndarray, split: Any, cell_ids: pd.Index, recipe: Recipe,
-                      run: Path, *, threshold: float) -> dict[str, Any]:
+                      run: Path, *, threshold: float,
+                      features: list[str] | None = None) -> dict[str, Any]:
     """Calibrate on validation, score every split, explain, embed, and write the artifacts."""
     classes = model.classes
     C = len(classes)
@@ -269,9 +290,11 @@ def evaluate_and_save(model: Any, Xp: Any, y: np.ndarray, split: Any, cell_ids: 
     for k, v in expl.extra.items():
         arrays[k] = np.asarray(v, dtype=np.float32)
     runs.write_arrays(art / "explain.safetensors", arrays)
-    runs.write_table(art / "markers.csv", marker_table(expl.class_scores, classes, recipe.features))
+    names = features or recipe.features  # features: every input column's name when a protein matrix was added
+    runs.write_table(art / "markers.csv", marker_table(expl.class_scores, classes, names))
+    runs.write_table(art / "dotplot.csv", dotplot_table(Xp, y, classes, expl.class_scores, recipe))
     runs.write_table(art / "global_importance.csv",
-                     pd.DataFrame({"gene": recipe.features, "importance": expl.global_importance})
+                     pd.DataFrame({"gene": names, "importance": expl.global_importance})
                      .sort_values("importance", ascending=False))
     runs.write_json(art / "temperature.json", {"temperature": T})
     path = run / "model.safetensors"
@@ -288,3 +311,39 @@ def marker_table(scores: np.ndarray, classes: list[str], genes: list[str], *, to
                          "rank": np.tile(np.arange(1, k + 1), len(classes)),
                          "gene": g[order].ravel(),
                          "score": np.take_along_axis(scores, order, 1).ravel()})
+
+
+def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray, recipe: Recipe, *,
+                  max_genes: int = 50) -> pd.DataFrame:
+    """Per-class mean log-normalised expression and fraction of cells expressing, for each class's top genes.
+
+    The data of the Explore page's dot plot: does a gene the model relies on for a class really mark it?
+    Genes are the top ``max_genes // n_classes`` (3-8) of each class by ``scores`` (classes × features), in class
+    order, at most ``max_genes``; values come from ``Xp`` (all cells of the run, grouped by their true class),
+    with standardisation undone when the recipe scaled the genes.
+    """
+    from scapp.viz.explain import dotplot_data
+
+    C = len(classes)
+    k = int(np.clip(max_genes // max(C, 1), 3, 8))
+    n_genes = min(len(recipe.features), np.shape(scores)[1], Xp.shape[1])  # gene columns come first
+    picked: dict[int, str] = {}
+    for c in range(C):
+        for j in np.argsort(-np.asarray(scores[c][:n_genes], dtype=np.float64), kind="stable")[:k]:
+            picked.setdefault(int(j), classes[c])
+    cols = np.array(list(picked)[:max_genes], dtype=np.int64)
+    names = [recipe.features[j] for j in cols]
+    sub = Xp[:, cols]
+    sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub, dtype=np.float64)
+    if recipe.mean is not None:
+        mean_cols, std_cols = recipe.mean, recipe.std
+        if recipe.feature_idx is not None and len(recipe.mean) != len(recipe.features):
+            mean_cols, std_cols = recipe.mean[recipe.feature_idx], recipe.std[recipe.feature_idx]
+        sub = np.maximum(sub * std_cols[cols] + mean_cols[cols], 0.0)
+    mean, frac = dotplot_data(sub, np.asarray(classes, dtype=object)[y], names, names, classes=classes,
+                              threshold=1e-6)
+    long = mean.stack(future_stack=True).rename("mean_expression").to_frame()
+    long["frac_expressing"] = frac.stack(future_stack=True)
+    long = long.reset_index()
+    long["top_for"] = long["gene"].map(dict(zip(names, picked.values())))
+    return long

@@ -16,11 +16,28 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from scapp import runs
 from scapp.train.engine import TrainRequest
 
 POLL_S = 1.0
+
+
+def check_request(req: TrainRequest, adata: Any) -> None:
+    """Refuse, before any process starts, a request the job would fail on: a method not built yet, options the
+    method does not have, a label column that is missing, continuous or has one class, or a matrix that is not raw
+    counts.
+
+    Raises a ``ScappError`` subclass whose message says what to change.
+    """
+    from scapp.data.validate import check_counts, get_labels, get_matrix
+    from scapp.models import get_model_class
+    from scapp.models.base import config_from_dict
+
+    config_from_dict(get_model_class(req.model).Config, dict(req.model_config))  # unknown options name themselves
+    get_labels(adata, req.label)
+    check_counts(get_matrix(adata, req.layer), what="The training data", layer_hint=False)
 
 
 def start_job(req: TrainRequest, *, root: Path | None = None) -> Path:
@@ -72,6 +89,9 @@ def stop_job(run: Path) -> str:
     st = runs.read_status(run) or {}
     if st.get("state") not in ("queued", "running"):
         return f"Run {run.name} is already {st.get('state', 'gone')}; nothing to stop."
+    if runs.stop_requested(run):
+        return ("Already stopping: the job ends after the current batch (and is ended by force if it has not "
+                "stopped a minute after the first Stop).")
     runs.request_stop(run)
     return "Stopping: training ends after the current batch and the best epoch so far is kept."
 

@@ -8,6 +8,7 @@ No file I/O, no Streamlit, no global plotly settings. Pages call
 from __future__ import annotations
 
 from scapp.viz.colors import UNASSIGNED, UNASSIGNED_COLOR, class_colors
+from scapp.viz.compare import agreement_heatmap, metrics_comparison_bars
 from scapp.viz.embedding import downsample_idx, embedding_scatter
 from scapp.viz.explain import (
     cell_explain_bar,
@@ -23,6 +24,7 @@ from scapp.viz.training import training_curves
 __all__ = [
     "UNASSIGNED",
     "UNASSIGNED_COLOR",
+    "agreement_heatmap",
     "cell_explain_bar",
     "class_colors",
     "class_f1_bars",
@@ -35,6 +37,7 @@ __all__ = [
     "embedding_scatter",
     "expression_dotplot",
     "gene_importance_bar",
+    "metrics_comparison_bars",
     "reliability_diagram",
     "training_curves",
 ]

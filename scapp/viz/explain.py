@@ -311,7 +311,7 @@ def expression_dotplot(
     colorscale
         Sequential colour scale for the mean.
     max_dot_px
-        Diameter of a dot for 100% of cells.
+        Diameter of a dot for 100% of cells (made smaller when many genes would make dots overlap).
 
     Returns
     -------
@@ -335,6 +335,7 @@ def expression_dotplot(
         label = color_label or "mean expression<br>(scaled per gene)"
     gx, cy = np.meshgrid(np.arange(len(genes)), np.arange(len(classes)))
     gx, cy = gx.ravel(), cy.ravel()
+    max_dot_px = min(max_dot_px, max(10.0, 900.0 / max(len(genes), 1)))  # many genes: smaller dots, no overlap
     diam = np.maximum(max_dot_px * np.sqrt(F.ravel()), 1.5)  # area ∝ fraction; 0% still a speck
     custom = np.stack([M.ravel(), F.ravel() * 100], axis=1)
     fig = go.Figure(
@@ -349,11 +350,13 @@ def expression_dotplot(
     )
     for p in (0.25, 0.5, 0.75, 1.0):  # size key
         fig.add_trace(go.Scatter(
-            x=[None], y=[None], mode="markers", name=f"{p:.0%} of cells", legendgroup="size",
+            x=[None], y=[None], mode="markers", name=f"{p:.0%} of cells",
             marker=dict(size=max_dot_px * np.sqrt(p), color="#999999", line=dict(color="#777777", width=0.5)),
         ))
-    style(fig, title=title, height=max(360, 200 + 40 * len(classes)), legend_title="expressing")
-    fig.update_layout(legend=dict(x=1.2, y=1, xanchor="left", itemsizing="trace"), margin=dict(r=170))
+    style(fig, title=title, height=max(380, 240 + 40 * len(classes)), legend_title="expressing:")
+    # size key in one row above the plot, so it never collides with the colour bar on the right
+    fig.update_layout(legend=dict(orientation="h", x=0, y=1.0, xanchor="left", yanchor="bottom", itemsizing="trace"),
+                      margin=dict(t=(80 if title else 40) + max_dot_px + 16, r=40))
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=genes, tickangle=-60,
                      tickmode="linear", title_text="gene", showgrid=True)
     fig.update_yaxes(type="category", categoryorder="array", categoryarray=classes, autorange="reversed",

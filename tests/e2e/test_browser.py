@@ -6,6 +6,7 @@ Screenshots of every page land in ``test-artifacts/`` for a person to look at.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -101,11 +102,18 @@ def test_demo_train_explore_annotate(page, server, tmp_path):
     pg.locator("[role=tabpanel]:visible .js-plotly-plot").first.wait_for(timeout=180_000)
     _settle(pg, 2)
     pg.screenshot(path=str(SHOTS / "explore-map.png"), full_page=True)
+    pg.get_by_role("tab", name="Explanations").click()
+    dot = pg.locator(".st-key-explore-dot")
+    dot.wait_for(timeout=60_000)
+    dot.scroll_into_view_if_needed()
+    _settle(pg, 1)
+    pg.screenshot(path=str(SHOTS / "explore-explain.png"), full_page=True)
+    dot.screenshot(path=str(SHOTS / "explore-dotplot.png"))
 
     _go(pg, "Annotate")
-    pg.get_by_label("…or a path on this machine").fill(str(REPO / "assets" / "demo_pbmc3k.h5ad"))
-    pg.keyboard.press("Enter")
+    pg.get_by_role("button", name="Use demo query").click()  # PBMC 4k: another donor, chemistry and lab
     _settle(pg, 2)
+    pg.get_by_text("1,500").first.wait_for(timeout=60_000)
     pg.get_by_role("button", name="Predict").click()
     pg.get_by_role("button", name="Download CSV").wait_for(timeout=180_000)
     with pg.expect_download() as dl:
@@ -113,11 +121,31 @@ def test_demo_train_explore_annotate(page, server, tmp_path):
     path = tmp_path / "pred.csv"
     dl.value.save_as(path)
     df = pd.read_csv(path)
-    assert list(df.columns[:4]) == ["cell_id", "label", "confidence", "unassigned"] and len(df) == 2638
+    assert list(df.columns[:4]) == ["cell_id", "label", "confidence", "unassigned"] and len(df) == 1500
     pg.screenshot(path=str(SHOTS / "annotate.png"), full_page=True)
 
+    # a second model on the same data (logistic regression trains in seconds), then compare the two
+    _go(pg, "Model")
+    pg.locator(".st-key-model-pick-logreg button").click()
+    _settle(pg)
+    _go(pg, "Train")
+    pg.get_by_role("button", name="Start training").click()
+    pg.locator("h3", has_text=re.compile(r"logreg.*finished")).wait_for(timeout=300_000)
     _go(pg, "Runs")
     pg.screenshot(path=str(SHOTS / "runs.png"), full_page=True)
+    _go(pg, "Compare")
+    pg.get_by_text("Cells they disagree on").wait_for(timeout=60_000)
+    pg.locator(".st-key-compare-agree .js-plotly-plot").wait_for(timeout=60_000)
+    _settle(pg, 1.5)
+    pg.screenshot(path=str(SHOTS / "compare.png"), full_page=True)
+    for key in ("compare-metrics", "compare-agree"):
+        el = pg.locator(f".st-key-{key}")
+        el.scroll_into_view_if_needed()
+        el.screenshot(path=str(SHOTS / f"{key}.png"))
+    table = pg.get_by_text("Cells where the runs disagree")
+    table.scroll_into_view_if_needed()
+    _settle(pg, 0.5)
+    pg.screenshot(path=str(SHOTS / "compare-disagreements.png"))
 
 
 def test_reload_reattaches_to_a_running_job_and_stop_stops_it(page, server):

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[2]
 APP = str(REPO / "app.py")
-PAGES = ["pages/data.py", "pages/model.py", "pages/train.py", "pages/explore.py", "pages/annotate.py", "pages/runs.py"]
+PAGES = ["pages/data.py", "pages/model.py", "pages/train.py", "pages/explore.py", "pages/annotate.py", "pages/runs.py",
+         "pages/compare.py"]
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +110,205 @@ def test_runs_page_refuses_to_delete_a_running_run(app, finished_run):
     assert not app.exception
     assert any("still running" in e.value for e in app.error)
     assert run.exists()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def test_every_figure_exports_in_the_sidebar_format_with_a_csv(app):
+    import json
+
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    charts = app.get("plotly_chart")
+    assert charts
+    for c in charts:
+        cfg = json.loads(c.proto.config)
+        assert cfg["toImageButtonOptions"]["format"] == "svg" and cfg["toImageButtonOptions"]["scale"] == 2
+        assert cfg["toImageButtonOptions"]["filename"].startswith("demo-run-") and cfg["displaylogo"] is False
+    csv = [b for b in app.get("download_button") if b.proto.label == "CSV"]
+    assert len(csv) >= len(charts) - 1  # every figure but a cell map without latent space has its data
+    # the sidebar radio (AppTest does not list app.py's sidebar after switch_page, so set its state)
+    app.session_state["fig-format"] = "PNG"
+    app.run()
+    assert all(json.loads(c.proto.config)["toImageButtonOptions"]["format"] == "png" for c in app.get("plotly_chart"))
+
+
+def test_sidebar_offers_the_figure_format(app):
+    app.run()
+    radio = app.sidebar.radio(key="fig-format")
+    assert radio.options == ["SVG", "PNG"] and radio.value == "SVG"
+
+
+def test_explore_shows_the_dotplot_or_says_it_is_missing(app):
+    import os
+
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    titles = [c.proto.spec for c in app.get("plotly_chart")]
+    assert any("Do the top genes mark their class" in t for t in titles)
+    (Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run" / "artifacts" / "dotplot.csv").unlink()  # an older run
+    app.run()
+    assert not app.exception
+    assert any("not available for this run" in i.value for i in app.info)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _second_run(runs_dir: Path, name: str, *, relabel: int = 0, sha: str | None = None) -> Path:
+    import pandas as pd
+
+    from scapp import runs
+
+    dst = runs_dir / name
+    shutil.copytree(runs_dir / "demo-run", dst)
+    pred = pd.read_parquet(dst / "predictions.parquet")
+    test = pred.index[pred["split"] == "test"][:relabel]
+    pred.loc[test, "pred"] = "B"
+    pred.to_parquet(dst / "predictions.parquet")
+    if sha:
+        data = runs.read_json(dst / "data.json")
+        runs.write_json(dst / "data.json", {**data, "sha256": sha, "path": "/elsewhere/other.h5ad"})
+    return dst
+
+
+def test_compare_two_runs_on_the_same_data(app):
+    import os
+
+    runs_dir = Path(os.environ["SCAPP_RUNS_DIR"])
+    _second_run(runs_dir, "demo-run-2", relabel=25)
+    app.run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception, app.exception
+    assert sorted(app.multiselect(key="compare-runs").value) == ["demo-run", "demo-run-2"]
+    metrics = {m.label: m.value for m in app.metric}
+    n_dis = int(metrics["Cells they disagree on"].replace(",", ""))
+    assert 0 < n_dis <= 25  # the relabelled cells that were not already called B
+    specs = " ".join(c.proto.spec for c in app.get("plotly_chart"))
+    assert "Agreement between the two runs" in specs and "Test-set metrics" in specs
+    table = app.dataframe[-1].value
+    assert len(table) == n_dis and {"cell_id", "true", "pred_demo-run", "conf_demo-run-2"} <= set(table.columns)
+    assert any(b.proto.label == "Download disagreeing cells (CSV)" for b in app.get("download_button"))
+
+
+def test_compare_runs_on_different_data_says_so(app):
+    import os
+
+    runs_dir = Path(os.environ["SCAPP_RUNS_DIR"])
+    _second_run(runs_dir, "other-data-run", sha="f" * 64)
+    app.run()
+    app.switch_page("pages/compare.py").run()
+    app.multiselect(key="compare-runs").set_value(["demo-run", "other-data-run"]).run()
+    assert not app.exception
+    assert any("different data" in e.value and "other.h5ad" in e.value for e in app.error)
+    assert (runs_dir / "demo-run" / "model.safetensors").exists()
+
+
+def test_compare_with_one_run_explains_what_it_needs(app):
+    app.run()
+    app.switch_page("pages/compare.py").run()
+    assert not app.exception and any("at least two finished runs" in i.value for i in app.info)
+
+
+# --------------------------------------------------------------------------- user mistakes
+
+
+def _write(tmp_path: Path, name: str, obs: dict, n: int = 60) -> Path:
+    import anndata as ad
+    import pandas as pd
+
+    a = ad.read_h5ad(REPO / "assets" / "demo_pbmc3k.h5ad")[:n].copy()
+    a.obs = pd.DataFrame(obs, index=a.obs_names)
+    path = tmp_path / name
+    a.write_h5ad(path)
+    return path
+
+
+def _run_folders() -> set[str]:
+    import os
+
+    return {p.name for p in Path(os.environ["SCAPP_RUNS_DIR"]).iterdir()}
+
+
+def test_wrong_file_type_on_data_and_annotate_pages(app, tmp_path):
+    doc = tmp_path / "results.pdf"
+    doc.write_bytes(b"%PDF-1.4 not cells")
+    app.run()
+    app.text_input(key="data-path").set_value(str(doc)).run()
+    assert not app.exception and any("results.pdf" in e.value for e in app.error)
+    assert "Supported" in app.caption[-1].value
+    app.switch_page("pages/annotate.py").run()
+    app.text_input(key="annotate-path").set_value(str(doc)).run()
+    assert not app.exception and any("results.pdf" in e.value for e in app.error)
+    assert doc.read_bytes() == b"%PDF-1.4 not cells"
+
+
+@pytest.mark.parametrize(("obs", "label", "model", "message"), [
+    ({"depth": [float(i) for i in range(60)]}, "depth", "sims", "per-cell value"),  # continuous column
+    ({"cell_type": ["T"] * 60}, "cell_type", "sims", "single class"),  # one class
+    ({"cell_type": ["T", "B"] * 30}, "celltype", "sims", "not in the file"),  # wrong column
+    ({"cell_type": ["T", "B"] * 30}, "cell_type", "zipo", "not available"),  # a method not built yet
+])
+def test_train_refuses_a_bad_request_before_starting(app, tmp_path, obs, label, model, message):
+    path = _write(tmp_path, "bad.h5ad", obs)
+    before = _run_folders()
+    app.session_state["dataset_path"] = str(path)
+    app.session_state["label"] = label
+    app.session_state["model"] = model
+    app.switch_page("pages/train.py").run()  # straight to Train: the Data page would pick a valid column itself
+    app.button(key="train-start").click().run()
+    assert not app.exception, app.exception
+    assert any(message in e.value for e in app.error), [e.value for e in app.error]
+    assert _run_folders() == before  # no job started, nothing written or removed
+
+
+def test_stop_pressed_twice_is_harmless(app):
+    import os
+    import subprocess
+
+    from scapp import runs
+
+    run = Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run"
+    job = subprocess.Popen(["sleep", "120"])  # stands in for the training process
+    try:
+        runs.write_status(run, "running", pid=job.pid)
+        app.session_state["run_id"] = "demo-run"
+        app.run()
+        app.switch_page("pages/train.py").run()
+        app.button(key="train-stop").click().run()
+        assert "Stopping" in app.toast[0].value
+        app.button(key="train-stop").click().run()
+        assert not app.exception
+        assert "Already stopping" in app.toast[0].value
+        assert (run / "STOP").exists() and (run / "model.safetensors").exists()
+    finally:
+        job.kill()
+        job.wait()
+
+
+def test_annotate_demo_query_button(app):
+    app.run()
+    app.switch_page("pages/annotate.py").run()
+    app.button(key="annotate-demo").click().run()
+    assert not app.exception
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Query cells"] == "1,500"
+    assert metrics["Model genes found"].startswith("1,957")
+
+
+def test_train_refuses_options_of_another_model(app, tmp_path):
+    """Advanced settings saved for SIMS (max_epochs) are not sent to logistic regression; a stale option is refused."""
+    path = _write(tmp_path, "ok.h5ad", {"cell_type": ["T", "B"] * 30})
+    before = _run_folders()
+    for k, v in {"dataset_path": str(path), "label": "cell_type", "model": "logreg",
+                 "model_overrides": {"max_epochs": 2}, "overrides_model": "logreg"}.items():
+        app.session_state[k] = v
+    app.switch_page("pages/train.py").run()
+    app.button(key="train-start").click().run()
+    assert not app.exception
+    assert any("Unknown option(s) for LogRegConfig: max_epochs" in e.value for e in app.error)
+    assert _run_folders() == before
+    app.session_state["overrides_model"] = "sims"  # saved on the Model page while SIMS was chosen
+    app.run()
+    assert "max_epochs" not in app.markdown[0].value  # the logreg request no longer carries it

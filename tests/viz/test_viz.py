@@ -95,7 +95,22 @@ BUILDERS = {
     "gene_importance_bar": lambda d: viz.gene_importance_bar(d["importance"]["gene"], d["importance"]["importance"]),
     "cell_explain_bar": lambda d: viz.cell_explain_bar(d["genes"], d["explain"]["cell_masks"][0]),
     "expression_dotplot": _dot,
+    "agreement_heatmap": lambda d: viz.agreement_heatmap(_comparison(d).agreement("a", "b")),
+    "metrics_comparison_bars": lambda d: viz.metrics_comparison_bars(_comparison(d).metrics),
 }
+
+
+def _comparison(d: dict):
+    """The run against a copy of itself with 30 test cells relabelled."""
+    from scapp.evaluate.compare import compare_runs
+
+    a = d["pred"]
+    b = a.copy()
+    test = np.flatnonzero(b["split"] == "test")[:30]
+    b.loc[test, "pred"] = d["classes"][0]
+    info = {"sha256": "x", "label": "cell_type"}
+    met = {"test": {"macro_f1": 0.8, "median_f1": 0.7, "balanced_accuracy": 0.75, "accuracy": 0.9}}
+    return compare_runs({"a": a, "b": b}, {"a": met, "b": met}, {"a": info, "b": info})
 
 
 @pytest.mark.parametrize("name", sorted(BUILDERS))
@@ -117,7 +132,8 @@ def test_every_public_builder_is_covered_and_keyword_only():
     assert set(viz.__all__) - helpers == tested
     data_first = {"counts_histograms": 2, "class_sizes_bar": 1, "training_curves": 1, "confusion_heatmap": 1,
                   "class_f1_bars": 1, "reliability_diagram": 2, "embedding_scatter": 2, "class_gene_heatmap": 3,
-                  "gene_importance_bar": 2, "cell_explain_bar": 2, "expression_dotplot": 2, "dotplot_data": 4}
+                  "gene_importance_bar": 2, "cell_explain_bar": 2, "expression_dotplot": 2, "dotplot_data": 4,
+                  "agreement_heatmap": 1, "metrics_comparison_bars": 1}
     for name, n_data in data_first.items():
         params = list(inspect.signature(getattr(viz, name)).parameters.values())
         assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:n_data]), name
@@ -339,3 +355,22 @@ def test_counts_histograms_bin_every_cell():
     assert "1 cells at 0" in fig.layout.xaxis.title.text
     lin = viz.counts_histograms(counts, genes, log_x=False)
     assert [int(np.sum(t.y)) for t in lin.data if isinstance(t, go.Bar)] == [1000, 1000]
+
+
+def test_agreement_heatmap_counts_on_text_diagonal_is_agreement():
+    counts = pd.DataFrame([[5, 1], [0, 4]], index=pd.Index(["B", "T"], name="run1"),
+                          columns=pd.Index(["B", "T"], name="run2"))
+    fig = viz.agreement_heatmap(counts)
+    assert [list(r) for r in fig.data[0].text] == [["5", "1"], ["", "4"]]
+    assert np.allclose(fig.data[0].z, [[5 / 6, 1 / 6], [0, 1]])
+    assert "90.0% of 10 cells" in fig.layout.title.text
+    assert "run1" in fig.layout.yaxis.title.text and "run2" in fig.layout.xaxis.title.text
+    assert "No shared cells" in viz.agreement_heatmap(counts * 0).layout.annotations[0].text
+
+
+def test_metrics_comparison_bars_one_trace_per_run_values_printed():
+    met = pd.DataFrame({"run_id": ["r1", "r2"], "macro_f1": [0.81234, 0.7], "accuracy": [0.9, np.nan]})
+    fig = viz.metrics_comparison_bars(met)
+    assert [t.name for t in fig.data] == ["r1", "r2"]
+    assert list(fig.data[0].x) == ["macro F1", "accuracy"] and list(fig.data[0].text) == ["0.812", "0.900"]
+    assert list(fig.data[1].text) == ["0.700", ""]

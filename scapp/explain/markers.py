@@ -1,0 +1,132 @@
+"""Marker genes: a statistical reference (scanpy ``rank_genes_groups``) and how a model's lists compare.
+
+A model's per-class gene scores (Hydra's Integrated Gradients, SIMS's masks)
+are only convincing next to the markers a biologist already trusts. This module
+computes the classical differential-expression ranking on the same cells, the
+Jaccard overlap of the two top-k lists, the model's "novel" genes (high in its
+list, absent from the statistical one) and where a user's own marker list ranks.
+All tables are long format (class, rank, gene, score) like ``artifacts/markers.csv``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def stratified_cells(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
+    """At most ``per_class`` random cells of every class (sorted indices), vectorized."""
+    rng = np.random.default_rng(seed)
+    key = rng.random(y.size)
+    order = np.lexsort((key, y))
+    ys = y[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(ys)) + 1] if ys.size else np.zeros(0, int)
+    rank = np.arange(ys.size) - np.repeat(starts, np.diff(np.r_[starts, ys.size])) if ys.size else ys
+    return np.sort(order[rank < per_class])
+
+
+def reference_markers(X_log: sp.spmatrix | np.ndarray, y: np.ndarray, classes: list[str], genes: list[str], *,
+                      method: str = "wilcoxon", per_class: int = 1000, top: int = 200,
+                      seed: int = 0) -> pd.DataFrame:
+    """One-vs-rest ``scanpy.tl.rank_genes_groups`` on log-normalized expression.
+
+    At most ``per_class`` cells per class (sampled with ``seed``) keep the test to
+    seconds on a million-cell run; classes with fewer than 2 cells are skipped
+    (the tests need two). Returns class, rank, gene, score, logfoldchange, pval_adj.
+    """
+    import anndata as ad
+    import scanpy as sc
+
+    idx = stratified_cells(np.asarray(y), per_class, seed=seed)
+    yy = np.asarray(y)[idx]
+    counts = np.bincount(yy, minlength=len(classes))
+    ok = np.flatnonzero(counts >= 2)
+    empty = pd.DataFrame(columns=["class", "rank", "gene", "score", "logfoldchange", "pval_adj"])
+    if ok.size < 2:
+        return empty
+    keep = np.isin(yy, ok)
+    Xs = X_log[idx[keep]]
+    obs = pd.DataFrame({"group": pd.Categorical(np.asarray(classes, dtype=object)[yy[keep]])},
+                       index=[str(i) for i in range(int(keep.sum()))])
+    a = ad.AnnData(X=sp.csr_matrix(Xs, dtype=np.float32) if sp.issparse(Xs) else np.asarray(Xs, np.float32),
+                   obs=obs, var=pd.DataFrame(index=pd.Index([str(g) for g in genes]).astype(str)))
+    a.var_names_make_unique()
+    a.uns["log1p"] = {"base": None}
+    k = min(top, a.n_vars)
+    sc.tl.rank_genes_groups(a, "group", method=method, n_genes=k, use_raw=False)
+    r = a.uns["rank_genes_groups"]
+    frames = []
+    for c in r["names"].dtype.names:
+        frames.append(pd.DataFrame({"class": c, "rank": np.arange(1, k + 1), "gene": np.asarray(r["names"][c], object),
+                                    "score": np.asarray(r["scores"][c], float),
+                                    "logfoldchange": np.asarray(r["logfoldchanges"][c], float),
+                                    "pval_adj": np.asarray(r["pvals_adj"][c], float)}))
+    return pd.concat(frames, ignore_index=True) if frames else empty
+
+
+def top_genes(table: pd.DataFrame, k: int) -> dict[str, list[str]]:
+    """Each class's first ``k`` genes of a long marker table (by rank)."""
+    t = table.sort_values(["class", "rank"])
+    return {str(c): g["gene"].astype(str).head(k).tolist() for c, g in t.groupby("class", sort=False)}
+
+
+def marker_overlap(model: pd.DataFrame, reference: pd.DataFrame, tops: Iterable[int] = (50, 100, 200)) -> pd.DataFrame:
+    """Jaccard index of the model's and the reference's top-k genes, per class and k."""
+    rows = []
+    for k in tops:
+        a, b = top_genes(model, k), top_genes(reference, k)
+        for c in a:
+            if c not in b:
+                continue
+            sa, sb = set(a[c]), set(b[c])
+            union = sa | sb
+            rows.append({"class": c, "top": k, "jaccard": len(sa & sb) / len(union) if union else float("nan"),
+                         "shared": len(sa & sb)})
+    return pd.DataFrame(rows, columns=["class", "top", "jaccard", "shared"])
+
+
+def novel_genes(model: pd.DataFrame, reference: pd.DataFrame, *, top: int = 20, reference_top: int = 200
+                ) -> pd.DataFrame:
+    """Genes in a class's model top-``top`` that the reference does not list in its top ``reference_top``."""
+    a, b = top_genes(model, top), top_genes(reference, reference_top)
+    rows = [{"class": c, "rank": i + 1, "gene": g} for c, genes in a.items() if c in b
+            for i, g in enumerate(genes) if g not in set(b[c])]
+    return pd.DataFrame(rows, columns=["class", "rank", "gene"])
+
+
+def parse_marker_list(text: str) -> dict[str, list[str]]:
+    """Parse lines like ``Beta: Ins1, Ins2`` (also ``=`` or a tab; genes split on commas/spaces)."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^([^:=\t]+)[:=\t](.*)$", line)
+        if not m:
+            continue
+        genes = [g for g in re.split(r"[,;\s]+", m.group(2).strip()) if g]
+        if genes:
+            out.setdefault(m.group(1).strip(), []).extend(genes)
+    return out
+
+
+def user_marker_ranks(model: pd.DataFrame, markers: dict[str, list[str]]) -> pd.DataFrame:
+    """Where each user-given marker ranks in the model's full list for its class (case-insensitive).
+
+    ``rank`` is NaN when the gene is not among the model's features or the class
+    is unknown to the model; ``n_ranked`` says how long that class's list is.
+    """
+    rows = []
+    by_class = {str(c).lower(): g for c, g in model.groupby("class")}
+    for cls, genes in markers.items():
+        t = by_class.get(cls.lower())
+        ranks = {} if t is None else dict(zip(t["gene"].astype(str).str.lower(), t["rank"]))
+        for g in genes:
+            r = ranks.get(g.lower())
+            rows.append({"class": cls, "gene": g, "rank": float(r) if r is not None else float("nan"),
+                         "n_ranked": 0 if t is None else len(t), "class_known": t is not None})
+    return pd.DataFrame(rows, columns=["class", "gene", "rank", "n_ranked", "class_known"])

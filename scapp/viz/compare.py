@@ -1,0 +1,118 @@
+"""Pictures of two or more runs side by side: headline metrics and where their predictions agree.
+
+Inputs are the tables of :class:`scapp.evaluate.compare.RunComparison`; nothing here reads files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from scapp.viz._style import fmt_num, message_figure, style
+
+__all__ = ["agreement_heatmap", "metrics_comparison_bars"]
+
+_METRIC_NAMES = {"macro_f1": "macro F1", "median_f1": "median class F1", "balanced_accuracy": "balanced accuracy",
+                 "accuracy": "accuracy", "ece_after": "ECE (calibrated)"}
+_RUN_COLORS = ("#08306B", "#F28E2B", "#59A14F", "#B07AA1", "#E15759", "#76B7B2", "#9C755F", "#EDC948")
+
+
+def agreement_heatmap(
+    counts: pd.DataFrame,
+    *,
+    name_a: str | None = None,
+    name_b: str | None = None,
+    title: str | None = "Agreement between the two runs",
+) -> go.Figure:
+    """Run A's predicted class (rows) against run B's (columns), number of cells printed in each square.
+
+    Colour is the fraction of run A's class, so the diagonal is where the runs agree and
+    any off-diagonal square is a group of cells the two models call differently.
+
+    Parameters
+    ----------
+    counts
+        Cells, A's classes × B's classes (:meth:`RunComparison.agreement`).
+    name_a, name_b
+        Axis titles (default: the index and column names of ``counts``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``data[0].text`` holds the counts as strings.
+    """
+    if counts.size == 0 or counts.to_numpy().sum() == 0:
+        return message_figure("No shared cells to compare.", title=title)
+    name_a = name_a or str(counts.index.name or "run A")
+    name_b = name_b or str(counts.columns.name or "run B")
+    C = np.nan_to_num(counts.to_numpy(dtype=np.float64))
+    row = C.sum(axis=1, keepdims=True)
+    frac = np.divide(C, row, out=np.zeros_like(C), where=row > 0)
+    text = np.array([[fmt_num(v) if v else "" for v in r] for r in C], dtype=object)
+    y = [str(c) for c in counts.index]
+    x = [str(c) for c in counts.columns]
+    agree = sum(C[i, x.index(c)] for i, c in enumerate(y) if c in x)
+    total = C.sum()
+    fig = go.Figure(go.Heatmap(
+        z=frac, x=x, y=y, text=text, customdata=C, colorscale="Blues", zmin=0, zmax=1, xgap=1, ygap=1,
+        texttemplate="%{text}" if max(len(x), len(y)) <= 30 else None, textfont=dict(size=14),
+        colorbar=dict(title=dict(text="fraction<br>of the row"), tickformat=".0%"),
+        hovertemplate=(f"{_short(name_a)}: %{{y}}<br>{_short(name_b)}: %{{x}}<br>%{{customdata:,}} cells"
+                       "<br>%{z:.1%} of the row<extra></extra>"),
+    ))
+    n = max(len(x), len(y))
+    full = f"{title} — same call for {agree / total:.1%} of {fmt_num(total)} cells" if title else None
+    style(fig, title=full, height=max(440, 220 + 38 * n))
+    fig.update_xaxes(title_text=f"predicted by {name_b}", tickangle=-45, type="category", showgrid=False,
+                     showline=False)
+    fig.update_yaxes(title_text=f"predicted by {name_a}", autorange="reversed", type="category", showgrid=False,
+                     showline=False)
+    return fig
+
+
+def _short(run_id: str, n: int = 28) -> str:
+    return run_id if len(run_id) <= n else run_id[: n - 1] + "…"
+
+
+def metrics_comparison_bars(
+    metrics: pd.DataFrame,
+    *,
+    keys: tuple[str, ...] = ("macro_f1", "median_f1", "balanced_accuracy", "accuracy"),
+    names: Mapping[str, str] | None = None,
+    title: str | None = "Test-set metrics, run by run",
+) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per run, value printed on the bar.
+
+    Parameters
+    ----------
+    metrics
+        One row per run with ``run_id`` and the ``keys`` columns (:attr:`RunComparison.metrics`).
+    names
+        ``{run_id: legend name}`` (default: the run id).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+    """
+    keep = [k for k in keys if k in metrics.columns]
+    if metrics.empty or not keep:
+        return message_figure("No metrics to compare.", title=title)
+    fig = go.Figure()
+    labels = [_METRIC_NAMES.get(k, k) for k in keep]
+    for i, row in enumerate(metrics.itertuples(index=False)):
+        rid = str(row.run_id)
+        vals = np.array([getattr(row, k) for k in keep], dtype=np.float64)
+        fig.add_trace(go.Bar(
+            x=labels, y=vals, name=(names or {}).get(rid, rid), marker=dict(color=_RUN_COLORS[i % len(_RUN_COLORS)]),
+            text=[f"{v:.3f}" if np.isfinite(v) else "" for v in vals], textposition="outside",
+            hovertemplate=f"{rid}<br>%{{x}}: %{{y:.3f}}<extra></extra>",
+        ))
+    style(fig, title=title, height=440)
+    fig.update_layout(barmode="group", bargap=0.25, bargroupgap=0.05,
+                      legend=dict(orientation="h", yanchor="top", y=-0.12, x=0))
+    fig.update_yaxes(title_text="score", range=[0, 1.1], tickvals=[0, 0.25, 0.5, 0.75, 1.0])
+    fig.update_xaxes(type="category")
+    return fig
