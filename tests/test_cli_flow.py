@@ -68,8 +68,12 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert [c for c in pred.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
     art = trained_run / "artifacts"
     for f in ("confusion_test.csv", "per_class_test.csv", "explain.safetensors", "markers.csv",
-              "embedding.safetensors", "global_importance.csv", "reliability_test.json"):
+              "embedding.safetensors", "global_importance.csv", "reliability_test.json",
+              "reference_markers.csv", "dotplot.csv"):
         assert (art / f).exists(), f
+    ref = pd.read_csv(art / "reference_markers.csv")
+    assert set(ref["class"]) <= set(classes) and len(set(ref["class"])) >= 2
+    assert (ref.groupby("class")["rank"].min() == 1).all()
     ex = runs.read_arrays(art / "explain.safetensors")
     assert ex["class_scores"].shape == (len(classes), 2000)
     assert ex["cell_masks"].shape[0] <= 50 * len(classes)

@@ -226,6 +226,13 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     log.info("evaluating")
     result = evaluate_and_save(model, Xp, y, split, cell_ids, recipe, run, threshold=req.threshold,
                                features=features)
+    runs.write_status(run, "running", phase="reference markers", progress=0.95)
+    try:
+        ref = reference_marker_table(X, genes, recipe, y, split.train, classes, seed=req.seed)
+        runs.write_table(run / "artifacts" / "reference_markers.csv", ref)
+    except Exception:  # noqa: BLE001 - an optional comparison must not cost the user a trained model
+        log.warning("reference markers (scanpy rank_genes_groups) failed; the run is kept without them",
+                    exc_info=True)
     result.update({"fit_seconds": fit_s, "total_seconds": time.monotonic() - t_start, "notes": notes,
                    "best_epoch": model.best_epoch, "epochs_run": len(model.history),
                    "stopped_by_user": model.stopped_by_user,
@@ -347,3 +354,24 @@ def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray
     long = long.reset_index()
     long["top_for"] = long["gene"].map(dict(zip(names, picked.values())))
     return long
+
+
+def reference_marker_table(X: Any, genes: list[str], recipe: Recipe, y: np.ndarray, train_idx: np.ndarray,
+                           classes: list[str], *, seed: int, per_class: int = 1000) -> pd.DataFrame:
+    """Wilcoxon one-vs-rest markers of (≤ ``per_class`` per class) training cells, for Explore's comparison.
+
+    Computed on log-normalized counts of the model's features, not on the model
+    input (scaling and clipping would distort the test), so the model's gene
+    ranking can be set beside the statistical one a biologist already trusts.
+    """
+    from scapp.data.preprocess import normalize_log
+    from scapp.explain.markers import reference_markers, stratified_cells
+
+    cells = np.asarray(train_idx)[stratified_cells(y[train_idx], per_class, seed=seed)]
+    Xc = X[cells]
+    if recipe.dropped_genes:
+        Xc = Xc[:, pd.Index(genes).get_indexer(recipe.genes)]
+    Xl = normalize_log(Xc, target_sum=recipe.config.target_sum, log1p=recipe.config.log1p)
+    if recipe.feature_idx is not None:
+        Xl = Xl[:, recipe.feature_idx]
+    return reference_markers(Xl, y[cells], classes, recipe.features, per_class=per_class, seed=seed)
