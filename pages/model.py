@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages._ui import load_current
 from scapp.models import AVAILABLE
-from scapp.models.presets import METHODS, PRESETS, estimate_seconds
+from scapp.models.presets import METHODS, PRESETS, OPTION_LABELS, estimate_seconds, option_defaults
 
 st.title("Model")
 loaded = None
@@ -46,13 +46,22 @@ with st.form("model-advanced"):
     c = st.columns(4)
     seed = c[0].number_input("Seed", 0, 10_000, st.session_state.get("seed", 0), key="model-seed")
     device = c[1].selectbox("Device", ["auto", "cpu", "cuda"], key="model-device")
-    if model == "sims":
-        epochs = c[2].number_input("Max epochs", 1, 2000, opts.get("max_epochs", 500), key="model-epochs")
-        lr = c[3].number_input("Learning rate", 1e-5, 1.0, 0.01, format="%.4f", key="model-lr")
-        if int(epochs) != opts.get("max_epochs", 500):
-            overrides["max_epochs"] = int(epochs)
-        if abs(float(lr) - 0.01) > 1e-12:
-            overrides["lr"] = float(lr)
+    defaults = option_defaults(model, preset)
+    oc = st.columns(4)
+    for i, (name, default) in enumerate(defaults.items()):
+        label = OPTION_LABELS.get(name, name.replace("_", " ").capitalize())
+        key = f"model-opt-{model}-{name}"
+        col = oc[i % 4]
+        if isinstance(default, bool):
+            val = col.checkbox(label, value=default, key=key)
+        elif isinstance(default, int):
+            val = int(col.number_input(label, 0, 10**7, default, key=key))
+        elif isinstance(default, float):
+            val = float(col.number_input(label, 0.0, 1e6, default, format="%g", key=key))
+        else:
+            continue
+        if val != default:
+            overrides[name] = val
     threshold = st.slider("Unassigned below confidence", 0.0, 1.0, 0.5, 0.05, key="model-threshold")
     if st.form_submit_button("Save settings"):
         st.session_state.update(model_overrides=overrides, overrides_model=model, seed=int(seed), device=device,

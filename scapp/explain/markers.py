@@ -18,6 +18,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 
+def marker_table(scores: np.ndarray, classes: list[str], genes: list[str], *, top: int = 100) -> pd.DataFrame:
+    """Long table class, rank, gene, score: the top genes of each class by score (``artifacts/markers.csv``)."""
+    k = min(top, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    g = np.asarray(genes, dtype=object)
+    return pd.DataFrame({"class": np.repeat(np.asarray(classes, dtype=object), k),
+                         "rank": np.tile(np.arange(1, k + 1), len(classes)),
+                         "gene": g[order].ravel(),
+                         "score": np.take_along_axis(scores, order, 1).ravel()})
+
+
 def stratified_cells(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
     """At most ``per_class`` random cells of every class (sorted indices), vectorized."""
     rng = np.random.default_rng(seed)

@@ -70,3 +70,32 @@ def estimate_seconds(model: str, preset: str, n_cells: int, *, gpu: bool = False
     """Order-of-magnitude training time on this machine, for the preset buttons."""
     s = _SECONDS_PER_1K.get(model, {}).get(preset, 10.0) * max(n_cells, 1) / 1000
     return s / 10 if gpu and model == "sims" else s
+
+
+# The options the Model page shows first, per method (the rest stay at the paper defaults and can be set
+# from a JSON config with the CLI). Defaults and types come from each method's Config dataclass.
+MAIN_OPTIONS: dict[str, tuple[str, ...]] = {
+    "sims": ("max_epochs", "lr", "early_stopping_patience", "n_d", "n_a", "n_steps", "lambda_sparse"),
+    "hydra": ("max_epochs", "n_models", "refine_epochs", "lr", "ig_cells_per_class", "balance", "dynamic_sampling"),
+    "logreg": ("max_iter",),
+}
+
+OPTION_LABELS: dict[str, str] = {
+    "max_epochs": "Max epochs", "lr": "Learning rate", "early_stopping_patience": "Early-stopping patience",
+    "n_d": "Decision width (n_d)", "n_a": "Attention width (n_a)", "n_steps": "Attention steps",
+    "lambda_sparse": "Mask sparsity weight", "n_models": "Ensemble size", "refine_epochs": "Refinement epochs",
+    "ig_cells_per_class": "IG cells per class", "balance": "Synthetic balancing",
+    "dynamic_sampling": "Dynamic class sampling", "max_iter": "Max iterations",
+}
+
+
+def option_defaults(model: str, preset: str = "default") -> dict[str, Any]:
+    """The main options of ``model`` with their values under ``preset`` (paper defaults, then the preset)."""
+    from dataclasses import fields
+
+    from scapp.models import get_model_class
+
+    cfg = get_model_class(model).Config
+    base = {f.name: f.default for f in fields(cfg)}
+    merged = {**base, **PRESETS.get(model, {}).get(preset, {})}
+    return {k: merged[k] for k in MAIN_OPTIONS.get(model, ()) if k in merged}

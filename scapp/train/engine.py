@@ -27,6 +27,7 @@ from scapp.data.validate import check_counts, check_empty_cells, check_genes, ge
 from scapp.errors import InputError, TrainingCancelled
 from scapp.evaluate.calibration import ece, fit_temperature, reliability, softmax
 from scapp.evaluate.metrics import classification_metrics, confusion, per_class_table
+from scapp.explain.markers import marker_table
 from scapp.models import get_model_class
 from scapp.models.base import FitData, Progress, config_from_dict
 
@@ -307,17 +308,6 @@ def evaluate_and_save(model: Any, Xp: Any, y: np.ndarray, split: Any, cell_ids: 
     path = run / "model.safetensors"
     runs.write_atomic(path, model.save_weights)
     return out
-
-
-def marker_table(scores: np.ndarray, classes: list[str], genes: list[str], *, top: int = 100) -> pd.DataFrame:
-    """Long table class, rank, gene, score: the top genes of each class by score."""
-    k = min(top, scores.shape[1])
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-    g = np.asarray(genes, dtype=object)
-    return pd.DataFrame({"class": np.repeat(np.asarray(classes, dtype=object), k),
-                         "rank": np.tile(np.arange(1, k + 1), len(classes)),
-                         "gene": g[order].ravel(),
-                         "score": np.take_along_axis(scores, order, 1).ravel()})
 
 
 def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray, recipe: Recipe, *,

@@ -17,6 +17,7 @@ from scapp.viz.explain import (
     expression_dotplot,
     gene_importance_bar,
 )
+from scapp.viz.markers import marker_overlap_bars, rare_common_recall
 from scapp.viz.metrics import class_f1_bars, confusion_heatmap, reliability_diagram
 from scapp.viz.qc import class_sizes_bar, counts_histograms
 from scapp.viz.training import training_curves
@@ -37,7 +38,9 @@ __all__ = [
     "embedding_scatter",
     "expression_dotplot",
     "gene_importance_bar",
+    "marker_overlap_bars",
     "metrics_comparison_bars",
+    "rare_common_recall",
     "reliability_diagram",
     "training_curves",
 ]

@@ -172,3 +172,52 @@ def test_reload_reattaches_to_a_running_job_and_stop_stops_it(page, server):
     time.sleep(1.5)
     assert pg.get_by_text("best model so far").count() >= 1
     pg.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
+
+
+def _view(pg, name: str) -> None:
+    """Open one Explore view, whether the page shows its views as tabs or as a segmented control."""
+    tab = pg.get_by_role("tab", name=name)
+    if tab.count():
+        tab.first.click()
+    else:
+        pg.get_by_role("button", name=name).or_(pg.get_by_role("radio", name=name)).first.click()
+    _settle(pg, 1)
+
+
+def test_hydra_trains_and_shows_its_marker_heatmap(page, server):
+    pg = page
+    _go(pg, "Data")
+    pg.get_by_role("button", name="Load demo dataset").click()
+    _settle(pg, 2)
+    _go(pg, "Model")
+    pg.locator(".st-key-model-pick-hydra button").click()
+    _settle(pg)
+    pg.get_by_text(re.compile(r"^fast \(")).click()
+    _settle(pg)
+    for label, value in (("Max epochs", "3"), ("Ensemble size", "3"), ("Refinement epochs", "2"),
+                         ("IG cells per class", "20")):
+        pg.get_by_label(label).fill(value)
+    pg.get_by_role("button", name="Save settings").click()
+    _settle(pg)
+    pg.screenshot(path=str(SHOTS / "model-hydra.png"), full_page=True)
+    _go(pg, "Train")
+    pg.get_by_role("button", name="Start training").click()
+    pg.locator("h3", has_text=re.compile(r"hydra.*finished")).wait_for(timeout=400_000)
+    _go(pg, "Explore")
+    pg.get_by_text("Macro F1 (test)").wait_for(timeout=60_000)
+    _view(pg, "Explanations")
+    pg.get_by_text("Integrated-Gradients markers per cell type").wait_for(timeout=60_000)
+    heat = pg.locator(".st-key-explore-heat .js-plotly-plot")
+    heat.wait_for(timeout=60_000)
+    heat.scroll_into_view_if_needed()
+    _settle(pg, 1)
+    pg.locator(".st-key-explore-heat").screenshot(path=str(SHOTS / "explore-hydra-ig-heatmap.png"))
+    over = pg.locator(".st-key-explore-overlap .js-plotly-plot")
+    over.wait_for(timeout=60_000)
+    over.scroll_into_view_if_needed()
+    _settle(pg, 0.5)
+    pg.locator(".st-key-explore-overlap").screenshot(path=str(SHOTS / "explore-hydra-overlap.png"))
+    rare = pg.locator(".st-key-explore-rare")
+    rare.scroll_into_view_if_needed()
+    rare.screenshot(path=str(SHOTS / "explore-hydra-rare.png"))
+    assert pg.get_by_text("Model markers vs Wilcoxon markers").count() >= 1

@@ -312,3 +312,45 @@ def test_train_refuses_options_of_another_model(app, tmp_path):
     app.session_state["overrides_model"] = "sims"  # saved on the Model page while SIMS was chosen
     app.run()
     assert "max_epochs" not in app.markdown[0].value  # the logreg request no longer carries it
+
+
+# --------------------------------------------------------------------------- Hydra markers
+
+
+@pytest.fixture(scope="module")
+def hydra_run(tmp_path_factory):
+    """A tiny Hydra run on the demo data (small ensemble, few epochs): its panels, not its accuracy."""
+    import json
+
+    from scapp import cli
+
+    root = tmp_path_factory.mktemp("hydra-runs")
+    cfg = root / "hydra.json"
+    cfg.write_text(json.dumps({"n_models": 3, "max_epochs": 3, "refine_epochs": 2, "ig_cells_per_class": 15}))
+    rc = cli.main(["train", str(REPO / "assets" / "demo_pbmc3k.h5ad"), "--label", "cell_type", "--model", "hydra",
+                   "--config", str(cfg), "--out", str(root / "hydra-run"), "--device", "cpu", "--quiet"])
+    assert rc == 0
+    return root
+
+
+def test_explore_hydra_run_shows_ig_markers_overlap_and_user_list(hydra_run, tmp_path, monkeypatch):
+    runs_dir = tmp_path / "runs"
+    shutil.copytree(hydra_run, runs_dir)
+    monkeypatch.setenv("SCAPP_RUNS_DIR", str(runs_dir))
+    monkeypatch.chdir(REPO)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.session_state["explore-view-last"] = "Explanations"
+    at.switch_page("pages/explore.py").run()
+    assert not at.exception, at.exception
+    assert any("Integrated-Gradients markers" in m.value for m in at.markdown)
+    specs = [c.proto.spec for c in at.get("plotly_chart")]
+    assert any("Model markers vs Wilcoxon markers" in s for s in specs)
+    assert any("Smallest and largest classes" in s for s in specs)
+    at.text_area(key="explore-user-markers").set_value("B: CD79A, MS4A1, NOTAGENE\nMartians: XYZ").run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "Martians" in warnings and "NOTAGENE" in warnings
+    ranks = at.dataframe[-1].value
+    b = ranks[ranks["class"] == "B"].set_index("gene")
+    assert b.loc["CD79A", "rank"] >= 1 and b.loc["MS4A1", "rank"] >= 1

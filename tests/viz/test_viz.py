@@ -12,6 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
+
+from scapp.explain.markers import marker_overlap
 from scipy import sparse
 
 from scapp import viz
@@ -59,6 +61,8 @@ def data(run: Path) -> dict:
         "pred": pd.read_parquet(run / "predictions.parquet"),
         "explain": read_arrays(art / "explain.safetensors"),
         "importance": pd.read_csv(art / "global_importance.csv"),
+        "markers": pd.read_csv(art / "markers.csv"),
+        "reference_markers": pd.read_csv(art / "reference_markers.csv"),
         "adata": adata,
     }
 
@@ -97,6 +101,9 @@ BUILDERS = {
     "expression_dotplot": _dot,
     "agreement_heatmap": lambda d: viz.agreement_heatmap(_comparison(d).agreement("a", "b")),
     "metrics_comparison_bars": lambda d: viz.metrics_comparison_bars(_comparison(d).metrics),
+    "marker_overlap_bars": lambda d: viz.marker_overlap_bars(marker_overlap(d["markers"], d["reference_markers"])),
+    "rare_common_recall": lambda d: viz.rare_common_recall(d["per_class"], colors=d["colors"], accuracy=0.9,
+                                                           balanced_accuracy=0.8),
 }
 
 
@@ -374,3 +381,26 @@ def test_metrics_comparison_bars_one_trace_per_run_values_printed():
     assert [t.name for t in fig.data] == ["r1", "r2"]
     assert list(fig.data[0].x) == ["macro F1", "accuracy"] and list(fig.data[0].text) == ["0.812", "0.900"]
     assert list(fig.data[1].text) == ["0.700", ""]
+
+
+def test_marker_overlap_bars_one_series_per_list_length():
+    from scapp.viz import marker_overlap_bars
+
+    ov = pd.DataFrame({"class": ["B", "NK", "B", "NK"], "top": [50, 50, 100, 100],
+                       "jaccard": [0.2, 0.5, 0.3, 0.6], "shared": [17, 33, 46, 75]})
+    fig = marker_overlap_bars(ov)
+    assert [t.name for t in fig.data] == ["top 50", "top 100"]
+    assert list(fig.data[1].x) == [0.3, 0.6] and list(fig.data[0].y) == ["B", "NK"]
+    empty = marker_overlap_bars(ov.iloc[0:0])
+    assert not empty.data and "reference" in empty.layout.annotations[0].text
+
+
+def test_rare_common_recall_picks_extremes_by_support():
+    from scapp.viz import rare_common_recall
+
+    pc = pd.DataFrame({"class": list("abcdefgh"), "support": [5, 100, 7, 300, 2, 50, 80, 0],
+                       "recall": [0.2, 0.9, 0.5, 0.95, 0.0, 0.8, 0.85, 0.0], "precision": [0.5] * 8})
+    fig = rare_common_recall(pc, n=2, accuracy=0.9, balanced_accuracy=0.6)
+    assert [x.split(" ")[0] for x in fig.data[0].x] == ["e", "a", "b", "d"]  # h has no test cells
+    assert list(fig.data[0].y) == [0.0, 0.2, 0.9, 0.95]
+    assert len(fig.layout.shapes) == 2
