@@ -60,11 +60,13 @@ def rare_common_recall(per_class: pd.DataFrame, *, n: int = 3, colors: Mapping[s
                            customdata=list(zip(group, pick["precision"])),
                            hovertemplate="%{x}<br>recall %{y:.3f}<br>precision %{customdata[1]:.3f}"
                                          "<br>%{customdata[0]} classes<extra></extra>"))
+    fig.data[0].showlegend = False
     for val, name, dash in ((accuracy, "accuracy", "dot"), (balanced_accuracy, "balanced accuracy", "dash")):
-        if val is not None:
-            fig.add_hline(y=val, line_dash=dash, line_color="#888888",
-                          annotation_text=f"{name} {val:.3f}", annotation_position="top left")
-    style(fig, title=title, height=420)
-    fig.update_yaxes(title_text="recall", range=[0, 1.12])
+        if val is not None:  # legend entries, not annotations: they never sit on a bar label
+            fig.add_scatter(x=[labels[0], labels[-1]], y=[val, val], mode="lines", name=f"{name} {val:.3f}",
+                            line=dict(color="#555555", dash=dash, width=2), hoverinfo="skip")
+    style(fig, title=title, height=440)
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
+    fig.update_yaxes(title_text="recall", range=[0, 1.15])
     fig.update_xaxes(title_text=f"{min(n, len(t))} smallest · {min(n, len(t))} largest classes by test cells")
     return fig

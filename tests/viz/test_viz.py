@@ -403,4 +403,4 @@ def test_rare_common_recall_picks_extremes_by_support():
     fig = rare_common_recall(pc, n=2, accuracy=0.9, balanced_accuracy=0.6)
     assert [x.split(" ")[0] for x in fig.data[0].x] == ["e", "a", "b", "d"]  # h has no test cells
     assert list(fig.data[0].y) == [0.0, 0.2, 0.9, 0.95]
-    assert len(fig.layout.shapes) == 2
+    assert [t.name for t in fig.data[1:]] == ["accuracy 0.900", "balanced accuracy 0.600"]
