@@ -332,6 +332,18 @@ class _Pool:
             out[~is_real] = self.generated[idx[~is_real] - self.n_real]
         return out
 
+    def columns(self, cols: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Every row (real, then generated) restricted to ``cols``, as one dense tensor.
+
+        The annotation MLPs read a few hundred selected genes in thousands of
+        small batches; gathering whole rows and then columns per batch made that
+        phase slower than the 25× larger refinement. One gather up front fixes it.
+        """
+        parts = [self.real.rows(torch.arange(i, min(i + chunk, self.n_real), device=cols.device))[:, cols]
+                 for i in range(0, self.n_real, chunk)]
+        parts.append(self.generated[:, cols])
+        return torch.cat(parts)
+
 
 def _dense_batches(X: Any, batch_size: int, device: torch.device):
     for i in range(0, X.shape[0], batch_size):
@@ -752,6 +764,7 @@ class HydraModel(ScappModel):
         self.mlp = StackedMLP(M, sel.numel(), cfg.mlp_hidden, self.n_classes).to(self._device)
         opt = torch.optim.Adam(self.mlp.parameters(), lr=cfg.mlp_lr)
         n_batches = max(1, -(-Nb // cfg.mlp_batch_size))
+        dense = pool.columns(sel)
         for epoch in range(1, cfg.mlp_epochs + 1):
             perm = torch.argsort(torch.rand((M, Nb), generator=gen), dim=1).to(self._device)
             tot = torch.zeros((), device=self._device)
@@ -760,7 +773,7 @@ class HydraModel(ScappModel):
                     self.stopped_by_user = True
                     return
                 idx = sets_idx.gather(1, cols)
-                x = pool.rows(idx.reshape(-1))[:, sel].reshape(M, idx.shape[1], -1)
+                x = dense[idx.reshape(-1)].reshape(M, idx.shape[1], -1)
                 logits = self.mlp(x)
                 loss = F.cross_entropy(logits.reshape(-1, self.n_classes), sets_y.gather(1, cols).reshape(-1))
                 opt.zero_grad(set_to_none=True)
