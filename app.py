@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import streamlit as st
 
 HERE = Path(__file__).resolve().parent
 
-st.set_page_config(page_title="scapp", page_icon=str(HERE / "assets" / "logo.svg"), layout="wide")
+# A favicon goes through Streamlit's image code, which imports numpy and PIL (a second on a busy CPU): the very first
+# script run of a fresh server paints the page without it, every later run (numpy loaded by then) sets it.
+st.set_page_config(page_title="scapp", layout="wide",
+                   **({"page_icon": str(HERE / "assets" / "logo.svg")} if "numpy" in sys.modules else {}))
 
 from pages._ui import sidebar  # noqa: E402 - after set_page_config
 

@@ -50,9 +50,18 @@ def show_error(e: BaseException) -> None:
     st.error(str(e), icon=":material/error:")
 
 
+@st.cache_resource(show_spinner=False)
+def _logo_html() -> str:
+    """The logo as an inline SVG image: st.image would import numpy and PIL before the first paint."""
+    import base64
+
+    data = base64.b64encode((ASSETS / "logo.svg").read_bytes()).decode()
+    return f'<img src="data:image/svg+xml;base64,{data}" width="180" alt="scapp logo">'
+
+
 def sidebar() -> None:
     with st.sidebar:
-        st.image(str(ASSETS / "logo.svg"), width=180)
+        st.markdown(_logo_html(), unsafe_allow_html=True)
         path = st.session_state.get("dataset_path")
         st.markdown(f"**Dataset:** {Path(path).name if path else '—'}")
         if st.session_state.get("label"):

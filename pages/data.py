@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from pages._ui import chosen_file, load_current, show_error, show_figure
-from scapp.data import SUPPORTED
-from scapp.data.demo import DEMO_LABEL, demo_path
 from scapp.errors import ScappError
 
+# The first page a user sees: paint it before anything heavy (numpy, pandas, anndata, plotly) is imported.
 st.title("Data")
 st.caption("Raw counts in, from h5ad, 10x h5, a zipped 10x mtx folder, csv/tsv or loom. scapp normalizes them itself.")
 
 
-
 def _use_demo() -> None:
+    from scapp.data.demo import DEMO_LABEL, demo_path
+
     st.session_state.update({"dataset_path": str(demo_path()), "label": DEMO_LABEL, "data-path": ""})
 
 
@@ -38,6 +36,8 @@ chosen_file(up, path_in, "dataset_path")
 try:
     loaded = load_current()
 except ScappError as e:
+    from scapp.data import SUPPORTED
+
     show_error(e)
     st.caption(f"Supported: {', '.join(SUPPORTED)}")
     st.stop()
@@ -57,12 +57,22 @@ m[4].metric("Input kind", qc.input_kind)
 for w in qc.warnings:
     st.warning(w)
 
+import numpy as np  # noqa: E402 - heavy imports only once there is data to show
+import pandas as pd  # noqa: E402
+
 from scapp.data.validate import get_matrix  # noqa: E402
 from scapp.viz import class_colors, class_sizes_bar, counts_histograms  # noqa: E402
 
-X = get_matrix(adata)
-totals = np.asarray(X.sum(axis=1)).ravel()
-ngenes = np.asarray((X > 0).sum(axis=1)).ravel()
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _per_cell(path: str, mtime: float, _adata) -> tuple[np.ndarray, np.ndarray]:
+    """Counts and detected genes per cell, once per file version (a second or more at 1M cells)."""
+    X = get_matrix(_adata)
+    return np.asarray(X.sum(axis=1)).ravel(), np.asarray((X > 0).sum(axis=1)).ravel()
+
+
+_p = Path(st.session_state["dataset_path"])
+totals, ngenes = _per_cell(str(_p), _p.stat().st_mtime if _p.exists() else 0.0, adata)
 stem = Path(st.session_state["dataset_path"]).stem
 show_figure(counts_histograms(totals, ngenes), key="data-hist", name=f"{stem}-qc",
             data=pd.DataFrame({"cell_id": adata.obs_names, "total_counts": totals, "genes_detected": ngenes}))

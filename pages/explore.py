@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,9 @@ if run is None:
     st.stop()
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# Shared and read-only (never mutated below): a cache hit costs nothing, where st.cache_data would unpickle a copy
+# of a million-row predictions table on every rerun.
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _tables(run_dir: str, stamp: str) -> dict:
     r = Path(run_dir)
     art = r / "artifacts"
@@ -34,16 +37,29 @@ def _tables(run_dir: str, stamp: str) -> dict:
     }
 
 
-@st.cache_data(show_spinner="Computing the UMAP of the model's latent space (cached in the run)…", max_entries=4)
-def _umap(run_dir: str) -> np.ndarray:
-    from scapp.evaluate.embedding import umap_coords
+MAP_SIZES = (20_000, 50_000, 100_000, 200_000)  # cells on the map; a browser draws 200k WebGL points at most
 
-    r = Path(run_dir)
-    emb_path = r / "artifacts" / "embedding.safetensors"
-    if not emb_path.exists():
-        return np.zeros((0, 2), np.float32)
-    emb = runs.read_arrays(emb_path)["embedding"]
-    return runs.cached_arrays(r, "umap", lambda: {"umap": umap_coords(emb)})["umap"]
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _cell_map(path: str, mtime: float) -> dict[str, np.ndarray]:
+    """A stored display UMAP (``index`` rows of the predictions, ``umap`` coordinates)."""
+    return runs.read_arrays(Path(path))
+
+
+@st.fragment(run_every=2)
+def _wait_for_map(run: Path, n_cells: int) -> None:
+    """Poll the map job; the whole page reruns once its result is there (or it failed)."""
+    state, _ = runs.cell_map_state(run, n_cells)
+    if state in ("ready", "failed"):
+        st.rerun(scope="app")
+    st.info(f"Computing the UMAP of {n_cells:,} cells in the background (once for this run, then kept in it; a "
+            "minute or more on a CPU). The other views can be used meanwhile.", icon=":material/hourglass_top:")
+
+
+def _on_cm_select(run_name: str) -> None:
+    """Remember the selected confusion-matrix cell (true, predicted) of this run; a deselect clears it."""
+    pts = (((st.session_state.get("explore-cm") or {}).get("selection") or {}).get("points")) or []
+    st.session_state["explore-pair"] = (run_name, pts[0].get("y"), pts[0].get("x")) if pts else None
 
 
 status = runs.read_status(run) or {}
@@ -73,52 +89,107 @@ st.caption(f"{t['config']['model']} on {Path(t['config']['data']).name} · test 
 for note in m.get("notes", []):
     st.info(note)
 
-tab_perf, tab_map, tab_cal, tab_expl = st.tabs(["Per class", "Cell map", "Calibration", "Explanations"])
-with tab_perf:
+# One view at a time: only the chosen view's figures are built and sent (st.tabs would render them all).
+VIEWS = ["Per class", "Cell map", "Calibration", "Explanations"]
+last = st.session_state.get("explore-view-last", VIEWS[0])
+view = st.segmented_control("View", VIEWS, default=last, key="explore-view", label_visibility="collapsed") or last
+st.session_state["explore-view-last"] = view  # the widget's own state is dropped while another page is shown
+
+if view == "Per class":
     show_figure(class_f1_bars(t["per_class"], colors=colors), key="explore-f1", name=f"{run.name}-per-class",
                 data=t["per_class"])
     st.markdown("**Confusion matrix** (rows: true type, normalized; numbers are cells). Select a cell of the "
                 "matrix to list those cells.")
-    ev = show_figure(confusion_heatmap(t["confusion"]), key="explore-cm", name=f"{run.name}-confusion",
-                     data=t["confusion"].reset_index(), on_select="rerun")
-    pts = (ev or {}).get("selection", {}).get("points", []) if ev else []
-    pred = t["pred"]
-    sel = pred.iloc[0:0]
-    if pts:
-        true_c, pred_c = pts[0].get("y"), pts[0].get("x")
+    show_figure(confusion_heatmap(t["confusion"]), key="explore-cm", name=f"{run.name}-confusion",
+                data=t["confusion"].reset_index(), on_select=partial(_on_cm_select, run.name))
+    pair = st.session_state.get("explore-pair")
+    if pair and pair[0] == run.name:
+        _, true_c, pred_c = pair
+        pred = t["pred"]
         sel = pred[(pred["split"] == "test") & (pred["true"] == true_c) & (pred["pred"] == pred_c)]
         st.session_state["explore-selected"] = sel["cell_id"].tolist()
-        st.markdown(f"**{len(sel)} test cells** of type *{true_c}* predicted as *{pred_c}* (highlighted on the map)")
+        st.markdown(f"**{len(sel):,} test cells** of type *{true_c}* predicted as *{pred_c}* (highlighted on the "
+                    "**Cell map** view)")
         st.dataframe(sel[["cell_id", "true", "pred", "confidence"]], hide_index=True, use_container_width=True)
+    else:
+        st.session_state.pop("explore-selected", None)
     if len(t["history"]):
         show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training",
                     data=t["history"])
 
-with tab_map:
-    coords = _umap(str(run))
-    if len(coords) == 0:
-        st.info("This model has no latent space to map.")
-    else:
-        pred = t["pred"]
-        what = st.radio("Colour by", ["truth", "prediction", "confidence", "correct"], horizontal=True,
-                        key="explore-color")
-        hl = np.isin(pred["cell_id"], st.session_state.get("explore-selected", []))
-        if what in ("truth", "prediction"):
-            col = pred["true" if what == "truth" else "pred"]
-            fig = embedding_scatter(coords, col, colors=colors, kind="categorical", stratify=pred["true"].to_numpy(),
-                                    highlight=hl if hl.any() else None, hover=pred[["cell_id", "true", "pred"]])
-        elif what == "confidence":
-            fig = embedding_scatter(coords, pred["confidence"].to_numpy(), kind="continuous",
-                                    stratify=pred["true"].to_numpy(), hover=pred[["cell_id", "true", "pred"]])
-        else:
-            ok = np.where(pred["true"] == pred["pred"], "correct", "wrong")
-            fig = embedding_scatter(coords, ok, colors={"correct": "#9aa5b1", "wrong": "#d6336c"},
-                                    kind="categorical", stratify=pred["true"].to_numpy(),
-                                    hover=pred[["cell_id", "true", "pred"]])
-        show_figure(fig, key="explore-umap", name=f"{run.name}-umap-{what}",
-                    data=pred[["cell_id", "true", "pred", "confidence"]].assign(umap1=coords[:, 0], umap2=coords[:, 1]))
+if view == "Cell map":
+    pred = t["pred"]
+    n_all = len(pred)
+    from scapp.evaluate.embedding import DISPLAY_CELLS
 
-with tab_cal:
+    n_map = min(DISPLAY_CELLS, n_all)
+    sizes = sorted({k for k in MAP_SIZES if k < n_all} | {n_map} | ({n_all} if n_all <= MAP_SIZES[-1] else set()))
+    c1, c2 = st.columns([3, 2])
+    what = c1.radio("Colour by", ["truth", "prediction", "confidence", "correct"], horizontal=True,
+                    key="explore-color", index=["truth", "prediction", "confidence", "correct"].index(
+                        st.session_state.get("explore-color-last", "truth")))
+    st.session_state["explore-color-last"] = what
+    if len(sizes) > 1:
+        n_map = c2.select_slider("Cells on the map", sizes, value=n_map, key=f"explore-map-n-{run.name}",
+                                 format_func=lambda k: f"{k:,}" + (" (all)" if k == n_all else ""),
+                                 help="The UMAP is computed once for these cells (a class-stratified sample) and "
+                                      "kept in the run; more cells take minutes to compute the first time.")
+    if not (run / "artifacts" / "embedding.safetensors").exists():
+        st.caption("This model has no latent space: the map is a UMAP of its predicted class probabilities.")
+    map_state, map_error = runs.cell_map_state(run, n_map)
+    if map_state == "missing":
+        from scapp.train.job import start_cell_map
+
+        start_cell_map(run, n_map)
+        map_state = "running"
+    if map_state == "failed":
+        st.error(map_error, icon=":material/error:")
+        if st.button("Try again", key="explore-map-retry"):
+            runs.cell_map_path(run, n_map).with_suffix(".error").unlink(missing_ok=True)
+            st.rerun()
+    elif map_state == "running":
+        _wait_for_map(run, n_map)
+    else:
+        map_path = runs.cell_map_path(run, n_map)
+        cmap = _cell_map(str(map_path), map_path.stat().st_mtime)
+        idx, coords = cmap["index"], cmap["umap"]
+        sub = pred.iloc[idx].reset_index(drop=True)
+        sampled = len(idx) < n_all
+        selected = st.session_state.get("explore-selected") or []
+        hl = sub["cell_id"].isin(selected).to_numpy() if selected else None
+        hover = sub[["cell_id", "true", "pred"]]
+        strat = sub["true"].to_numpy()
+        title = f"Cells coloured by {what}" + (f" · {len(idx):,} of {n_all:,} cells" if sampled else "")
+        if what in ("truth", "prediction"):
+            fig = embedding_scatter(coords, sub["true" if what == "truth" else "pred"], colors=colors,
+                                    kind="categorical", stratify=strat, highlight=hl, hover=hover, title=title,
+                                    axis_labels=("UMAP 1", "UMAP 2"))
+        elif what == "confidence":
+            fig = embedding_scatter(coords, sub["confidence"].to_numpy(), kind="continuous", stratify=strat,
+                                    highlight=hl, hover=hover, color_label="confidence", title=title,
+                                    axis_labels=("UMAP 1", "UMAP 2"))
+        else:
+            ok = np.where(sub["true"] == sub["pred"], "correct", "wrong")
+            fig = embedding_scatter(coords, ok, colors={"correct": "#9aa5b1", "wrong": "#d6336c"},
+                                    kind="categorical", stratify=strat, highlight=hl, hover=hover, title=title,
+                                    axis_labels=("UMAP 1", "UMAP 2"))
+        if sampled:
+            st.caption(f"Showing **{len(idx):,} of {n_all:,} cells**, sampled per class so that every type keeps "
+                       "cells on the map; the UMAP is computed on these cells.")
+        if selected:
+            shown = int(hl.sum())
+            pair = st.session_state.get("explore-pair") or ("", "?", "?")
+            st.caption(f"Highlighted: **{shown:,}** of the {len(selected):,} test cells of type *{pair[1]}* predicted "
+                       f"as *{pair[2]}*" + (f"; {len(selected) - shown:,} of them are not in the displayed sample."
+                                            if shown < len(selected) else "."))
+            if st.button("Clear the highlight", key="explore-clear-hl", type="tertiary"):
+                st.session_state.pop("explore-selected", None)
+                st.session_state["explore-pair"] = None
+                st.rerun()
+        show_figure(fig, key="explore-umap", name=f"{run.name}-umap-{what}",
+                    data=sub[["cell_id", "true", "pred", "confidence"]].assign(umap1=coords[:, 0], umap2=coords[:, 1]))
+
+if view == "Calibration":
     cal = m["calibration"]
     st.markdown(f"Temperature **{cal['temperature']:.2f}** fitted on the validation cells: expected calibration error "
                 f"{cal['ece_before']:.3f} → **{cal['ece_after']:.3f}** on the test cells.")
@@ -153,21 +224,75 @@ def _dotplot(run: Path, classes: list[str]) -> None:
                 key="explore-dot", name=f"{run.name}-dotplot", data=df)
 
 
-with tab_expl:
+def _markers(run: Path, classes: list[str], class_scores: np.ndarray, features: list[str], test: dict,
+             per_class: pd.DataFrame) -> None:
+    """The model's markers beside Wilcoxon markers and the user's own list; rare vs common classes."""
+    from scapp.explain.markers import (
+        marker_overlap,
+        marker_table,
+        novel_genes,
+        parse_marker_list,
+        user_marker_ranks,
+    )
+    from scapp.viz import marker_overlap_bars, rare_common_recall
+
+    st.markdown("**Rare and common cell types**: recall of the three smallest and three largest classes; "
+                "balancing should lift the left bars without costing the right ones.")
+    show_figure(rare_common_recall(per_class, colors=class_colors(classes), accuracy=test["accuracy"],
+                                   balanced_accuracy=test["balanced_accuracy"]),
+                key="explore-rare", name=f"{run.name}-rare-common", data=per_class)
+    model_full = marker_table(class_scores, classes, features, top=len(features))
+    ref_path = run / "artifacts" / "reference_markers.csv"
+    if ref_path.exists():
+        ref = pd.read_csv(ref_path, dtype={"class": str, "gene": str})
+        ov = marker_overlap(model_full, ref, tops=(50, 100, 200))
+        st.markdown("**Do the model's markers agree with a Wilcoxon test?** Jaccard overlap of each class's top "
+                    "genes with scanpy `rank_genes_groups` (one-vs-rest, log-normalized training cells).")
+        show_figure(marker_overlap_bars(ov), key="explore-overlap", name=f"{run.name}-marker-overlap", data=ov)
+        nov = novel_genes(model_full, ref, top=20, reference_top=200)
+        with st.expander(f"Novel genes: in a class's model top 20 but not in its Wilcoxon top 200 ({len(nov)})"):
+            st.dataframe(nov, hide_index=True, use_container_width=True)
+    else:
+        st.info("Wilcoxon reference markers are not available for this run (trained before scapp saved them).")
+    text = st.text_area("Your marker list: one cell type per line, e.g. `B: CD79A, MS4A1`", key="explore-user-markers",
+                        height=110)
+    if text.strip():
+        given = parse_marker_list(text)
+        if not given:
+            st.warning("No `type: gene, gene` lines found. Write one cell type per line, a colon, then genes.")
+        else:
+            ranks = user_marker_ranks(model_full, given)
+            unknown = sorted(set(ranks.loc[~ranks["class_known"], "class"]))
+            if unknown:
+                st.warning(f"Not a cell type of this run: {', '.join(unknown)}. Known: {', '.join(classes)}.")
+            missing = ranks[ranks["class_known"] & ranks["rank"].isna()]["gene"].tolist()
+            if missing:
+                st.warning(f"Not among the model's features: {', '.join(missing)}.")
+            st.dataframe(ranks.assign(rank=ranks["rank"].astype("Int64")), hide_index=True, use_container_width=True,
+                         column_config={"rank": st.column_config.NumberColumn("rank in the model's list"),
+                                        "n_ranked": st.column_config.NumberColumn("genes ranked")})
+
+
+if view == "Explanations":
     from scapp.viz import cell_explain_bar, class_gene_heatmap, gene_importance_bar
 
     ex_path = run / "artifacts" / "explain.safetensors"
     ex = runs.read_arrays(ex_path) if ex_path.exists() else {}
     gi = pd.read_csv(run / "artifacts" / "global_importance.csv")
     features = t["genes"] if len(t["genes"]) == ex.get("class_scores", np.zeros((0, 0))).shape[-1] else gi["gene"].tolist()
-    signed = t["config"]["model"] == "logreg"
-    st.markdown("**Genes each cell type's predictions used**" if not signed else "**Marker weights per cell type**")
+    signed = bool((ex.get("class_scores", np.zeros(1)) < 0).any())  # logreg weights, Hydra's IG × sign(LFC)
+    heading = {"sims": "**Genes each cell type's predictions used** (TabNet attention masks)",
+               "hydra": "**Integrated-Gradients markers per cell type** (mean |IG| × sign of the log fold change, "
+                        "consensus of the ensemble)",
+               "logreg": "**Marker weights per cell type** (logistic-regression coefficients)"}
+    st.markdown(heading.get(t["config"]["model"], "**Gene scores per cell type**"))
     top = st.slider("Top genes", 10, 100, 40, 5, key="explore-topgenes")
     show_figure(class_gene_heatmap(ex["class_scores"], classes, features, top=top, signed=signed),
                 key="explore-heat", name=f"{run.name}-class-genes",
                 data=pd.DataFrame(ex["class_scores"].T, index=pd.Index(features, name="gene"), columns=classes)
                 .reset_index())
     _dotplot(run, classes)
+    _markers(run, classes, ex["class_scores"], features, test, t["per_class"])
     show_figure(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), key="explore-gi",
                 name=f"{run.name}-gene-importance", data=gi)
     if "cell_masks" in ex and len(ex["cell_masks"]):

@@ -229,6 +229,23 @@ def cmd_markers(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(a: argparse.Namespace) -> int:
+    """UMAP of a class-stratified sample of a run's cells, kept in the run (what Explore's cell map shows)."""
+    from scapp import runs
+    from scapp.errors import ConfigError, RunError
+
+    run = runs.resolve_run(a.run)
+    if not (run / "predictions.parquet").exists():
+        raise RunError(f"Run {run.name} has no predictions yet (state: {(runs.read_status(run) or {}).get('state')}).")
+    if a.cells < 20:
+        raise ConfigError(f"--cells must be at least 20, not {a.cells}.")
+    path = runs.cell_map_path(run, a.cells)
+    if not path.exists():
+        runs.compute_cell_map(run, a.cells)
+    print(path)
+    return 0
+
+
 def cmd_denoise(a: argparse.Namespace) -> int:
     from scapp.errors import ConfigError
 
@@ -287,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--out")
     m.add_argument("--top", type=int, default=50)
     m.set_defaults(func=cmd_markers)
+
+    mp = sub.add_parser("map", help="UMAP of a class-stratified sample of a run's cells, kept in the run")
+    mp.add_argument("run")
+    mp.add_argument("--cells", type=int, default=20_000, help="cells in the sample (default 20,000)")
+    mp.set_defaults(func=cmd_map)
 
     d = sub.add_parser("denoise", help="denoise counts with a ZiPo run")
     d.add_argument("run")

@@ -156,6 +156,65 @@ def cached_arrays(run: Path, name: str, make: Callable[[], dict[str, np.ndarray]
     return arrays
 
 
+def cell_map_path(run: Path, n_cells: int) -> Path:
+    """Where the display UMAP of ``n_cells`` sampled cells is kept: on the latent, else on class probabilities."""
+    art = Path(run) / "artifacts"
+    kind = "umap" if (art / "embedding.safetensors").exists() else "umap_proba"
+    return art / f"{kind}_{int(n_cells)}.safetensors"
+
+
+def cell_map_state(run: Path, n_cells: int) -> tuple[str, str | None]:
+    """``("ready"|"running"|"failed"|"missing", error message)`` of a run's display UMAP of ``n_cells`` cells."""
+    path = cell_map_path(run, n_cells)
+    if path.exists():
+        return "ready", None
+    err = path.with_suffix(".error")
+    if err.exists():
+        return "failed", err.read_text().strip()
+    lock = path.with_suffix(".running")
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except ValueError:
+            pid = 0
+        if _pid_alive(pid):
+            return "running", None
+    return "missing", None
+
+
+def compute_cell_map(run: Path, n_cells: int) -> dict[str, np.ndarray]:
+    """UMAP of a class-stratified sample of at most ``n_cells`` cells of a run, stored in its artifacts.
+
+    On the model's latent space (``artifacts/embedding.safetensors``), else on its predicted
+    class probabilities. ``index`` holds the rows of ``predictions.parquet`` in the sample.
+    While it runs a ``.running`` file holds the process id; a failure leaves a ``.error`` file.
+    """
+    from scapp.evaluate.embedding import sample_umap
+
+    run = Path(run)
+    path = cell_map_path(run, n_cells)
+    lock, err = path.with_suffix(".running"), path.with_suffix(".error")
+    err.unlink(missing_ok=True)
+    lock.write_text(str(os.getpid()))
+    try:
+        emb_path = run / "artifacts" / "embedding.safetensors"
+        if emb_path.exists():
+            labels = pd.read_parquet(run / "predictions.parquet", columns=["true"])["true"].to_numpy()
+            X = read_arrays(emb_path)["embedding"]
+        else:
+            pred = pd.read_parquet(run / "predictions.parquet")
+            labels = pred["true"].to_numpy()
+            X = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy(np.float32)
+        arrays = sample_umap(X, labels, max_cells=n_cells)
+        write_arrays(path, arrays)
+        return arrays
+    except Exception as e:
+        err.write_text(f"The cell map could not be computed ({type(e).__name__}: {e}).")
+        raise
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """One event per line; a line is written with one ``write`` call, so readers see whole lines."""
     line = json.dumps(_clean(obj), default=_json_default, allow_nan=False) + "\n"

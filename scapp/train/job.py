@@ -109,3 +109,20 @@ def escalate_stop(run: Path, *, grace_s: float = 60.0) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def start_cell_map(run: Path, n_cells: int) -> int:
+    """Compute a run's display UMAP (``python -m scapp map``) in its own process; returns its pid.
+
+    A separate process keeps the app responsive while umap-learn compiles and fits (a minute or
+    more on a CPU), and uses a second core. Its state is read with :func:`scapp.runs.cell_map_state`.
+    """
+    run = Path(run)
+    lock = runs.cell_map_path(run, n_cells).with_suffix(".running")
+    lock.with_suffix(".error").unlink(missing_ok=True)
+    with open(run / "artifacts" / "map.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "scapp", "map", str(run), "--cells", str(int(n_cells))],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                cwd=str(Path(__file__).resolve().parents[2]))
+    lock.write_text(str(proc.pid))  # before the child writes it, so a rerun meanwhile does not start a second one
+    return proc.pid

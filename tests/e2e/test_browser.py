@@ -98,11 +98,12 @@ def test_demo_train_explore_annotate(page, server, tmp_path):
     pg.wait_for_selector(".js-plotly-plot", timeout=60_000)
     assert pg.get_by_text("Confusion matrix", exact=False).count() >= 1
     pg.screenshot(path=str(SHOTS / "explore.png"), full_page=True)
-    pg.get_by_role("tab", name="Cell map").click()
-    pg.locator("[role=tabpanel]:visible .js-plotly-plot").first.wait_for(timeout=180_000)
+    pg.locator(".st-key-explore-view").get_by_text("Cell map", exact=True).click()
+    # the UMAP is computed in a background process the first time
+    pg.locator(".st-key-explore-umap .js-plotly-plot").first.wait_for(timeout=300_000)
     _settle(pg, 2)
     pg.screenshot(path=str(SHOTS / "explore-map.png"), full_page=True)
-    pg.get_by_role("tab", name="Explanations").click()
+    pg.locator(".st-key-explore-view").get_by_text("Explanations", exact=True).click()
     dot = pg.locator(".st-key-explore-dot")
     dot.wait_for(timeout=60_000)
     dot.scroll_into_view_if_needed()

@@ -71,6 +71,77 @@ def test_explore_shows_metrics_of_the_run(app):
     assert len(app.get("plotly_chart")) >= 3
 
 
+def test_explore_renders_only_the_chosen_view(app):
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    assert app.segmented_control(key="explore-view").value == "Per class"
+    assert len(app.get("plotly_chart")) == 3  # per-class F1, confusion matrix, training curves: nothing else built
+    app.segmented_control(key="explore-view").set_value("Calibration").run()
+    assert not app.exception
+    assert [c.proto.spec for c in app.get("plotly_chart")] and len(app.get("plotly_chart")) == 1
+    app.switch_page("pages/model.py").run()
+    app.switch_page("pages/explore.py").run()
+    assert app.segmented_control(key="explore-view").value == "Calibration"  # kept across a page switch
+
+
+def test_explore_cell_map_shows_a_sample_and_counts_selected_cells_left_out(app, monkeypatch):
+    """A map of a class-stratified sample (its UMAP stored in the run), with the caption and the selection's count."""
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    import scapp.evaluate.embedding as embedding
+    from scapp import runs
+    from scapp.sampling import downsample_idx
+
+    monkeypatch.setattr(embedding, "DISPLAY_CELLS", 500)
+    run = Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run"
+    pred = pd.read_parquet(run / "predictions.parquet")
+    idx = downsample_idx(pred["true"], 500)
+    coords = np.random.default_rng(0).normal(size=(len(idx), 2)).astype(np.float32)
+    runs.write_arrays(runs.cell_map_path(run, 500), {"index": idx, "umap": coords})  # as `scapp map --cells 500`
+    test = pred[pred["split"] == "test"]
+    true_c, pred_c = test.groupby(["true", "pred"]).size().idxmax()
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    app.session_state["explore-pair"] = ("demo-run", true_c, pred_c)  # what selecting that confusion cell stores
+    app.run()
+    app.segmented_control(key="explore-view").set_value("Cell map").run()
+    assert not app.exception, app.exception
+    captions = " ".join(c.value for c in app.caption)
+    assert f"Showing **{len(idx):,} of {len(pred):,} cells**" in captions
+    n_sel = int(((test["true"] == true_c) & (test["pred"] == pred_c)).sum())
+    on_map = int(pred.iloc[idx].query("split == 'test' and true == @true_c and pred == @pred_c").shape[0])
+    assert f"Highlighted: **{on_map:,}** of the {n_sel:,} test cells" in captions
+    assert f"{n_sel - on_map:,} of them are not in the displayed sample" in captions
+    assert f"{len(idx):,} of {len(pred):,} cells" in app.get("plotly_chart")[0].proto.spec
+    app.radio(key="explore-color").set_value("confidence").run()
+    assert not app.exception and len(app.get("plotly_chart")) == 1
+
+
+def test_explore_cell_map_job_running_and_failed(app, monkeypatch):
+    import os
+
+    import scapp.evaluate.embedding as embedding
+    from scapp import runs
+
+    monkeypatch.setattr(embedding, "DISPLAY_CELLS", 400)
+    run = Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run"
+    path = runs.cell_map_path(run, 400)
+    path.with_suffix(".running").write_text(str(os.getpid()))  # a map job in progress
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    app.segmented_control(key="explore-view").set_value("Cell map").run()
+    assert not app.exception
+    assert any("in the background" in i.value for i in app.info)
+    path.with_suffix(".running").unlink()
+    path.with_suffix(".error").write_text("The cell map could not be computed (ValueError: boom).")
+    app.run()
+    assert not app.exception
+    assert "could not be computed" in app.error[0].value and app.button(key="explore-map-retry")
+
+
 def test_annotate_refuses_low_overlap_with_reason(app, tmp_path):
     import anndata as ad
 
@@ -145,6 +216,7 @@ def test_explore_shows_the_dotplot_or_says_it_is_missing(app):
 
     app.run()
     app.switch_page("pages/explore.py").run()
+    app.segmented_control(key="explore-view").set_value("Explanations").run()
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("Do the top genes mark their class" in t for t in titles)
     (Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run" / "artifacts" / "dotplot.csv").unlink()  # an older run
@@ -342,6 +414,7 @@ def test_explore_hydra_run_shows_ig_markers_overlap_and_user_list(hydra_run, tmp
     at.run()
     at.session_state["explore-view-last"] = "Explanations"
     at.switch_page("pages/explore.py").run()
+    at.segmented_control(key="explore-view").set_value("Explanations").run()
     assert not at.exception, at.exception
     assert any("Integrated-Gradients markers" in m.value for m in at.markdown)
     specs = [c.proto.spec for c in at.get("plotly_chart")]
