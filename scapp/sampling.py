@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["downsample_idx"]
+__all__ = ["downsample_idx", "first_per_group"]
 
 
 def _codes(labels: Sequence | np.ndarray | pd.Series) -> tuple[np.ndarray, int]:
@@ -78,3 +78,14 @@ def downsample_idx(labels: Sequence | np.ndarray | pd.Series, max_points: int, s
     rank = np.arange(n) - starts[grouped]
     keep = rank < quota[grouped]
     return np.sort(perm[order[keep]]).astype(np.int64, copy=False)
+
+
+def first_per_group(groups: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` smallest ``keys`` within each group (vectorized; random keys = a random ``k`` per group)."""
+    if groups.size == 0:
+        return np.zeros(0, np.int64)
+    order = np.lexsort((keys, groups))
+    grp = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(grp)) + 1]
+    ranks = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    return order[ranks < k]

@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from scapp.sampling import first_per_group
+
 
 def marker_table(scores: np.ndarray, classes: list[str], genes: list[str], *, top: int = 100) -> pd.DataFrame:
     """Long table class, rank, gene, score: the top genes of each class by score (``artifacts/markers.csv``)."""
@@ -31,13 +33,8 @@ def marker_table(scores: np.ndarray, classes: list[str], genes: list[str], *, to
 
 def stratified_cells(y: np.ndarray, per_class: int, *, seed: int = 0) -> np.ndarray:
     """At most ``per_class`` random cells of every class (sorted indices), vectorized."""
-    rng = np.random.default_rng(seed)
-    key = rng.random(y.size)
-    order = np.lexsort((key, y))
-    ys = y[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(ys)) + 1] if ys.size else np.zeros(0, int)
-    rank = np.arange(ys.size) - np.repeat(starts, np.diff(np.r_[starts, ys.size])) if ys.size else ys
-    return np.sort(order[rank < per_class])
+    y = np.asarray(y)
+    return np.sort(first_per_group(y, np.random.default_rng(seed).random(y.size), per_class))
 
 
 def reference_markers(X_log: sp.spmatrix | np.ndarray, y: np.ndarray, classes: list[str], genes: list[str], *,

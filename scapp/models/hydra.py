@@ -85,14 +85,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from scapp.errors import ConfigError
 from scapp.models.base import Explanation, FitData, Progress, ScappModel
-from scapp.train.device import DeviceMatrix, batch_slices
+from scapp.train.device import DeviceMatrix, batch_slices, dense_batches
 
 
 @dataclass
@@ -343,13 +342,6 @@ class _Pool:
                  for i in range(0, self.n_real, chunk)]
         parts.append(self.generated[:, cols])
         return torch.cat(parts)
-
-
-def _dense_batches(X: Any, batch_size: int, device: torch.device):
-    for i in range(0, X.shape[0], batch_size):
-        chunk = X[i : i + batch_size]
-        arr = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-        yield torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
 
 
 class HydraModel(ScappModel):
@@ -795,7 +787,7 @@ class HydraModel(ScappModel):
         """
         self.net.eval()
         out = []
-        for xb in _dense_batches(X, self.config.inference_batch_size, self._device):
+        for _, xb in dense_batches(X, self.config.inference_batch_size, self._device):
             if self.mlp is not None and self.selected is not None:
                 xs = xb[:, torch.as_tensor(self.selected, device=self._device)]
                 lp = F.log_softmax(self.mlp(xs[None].expand(self.mlp.l1.weight.shape[0], -1, -1)), -1)
@@ -810,7 +802,7 @@ class HydraModel(ScappModel):
         """μ of the main VAE (``latent`` dims)."""
         self.net.eval()
         out = [self.net.encode(xb[None])[0][0].cpu()
-               for xb in _dense_batches(X, self.config.inference_batch_size, self._device)]
+               for _, xb in dense_batches(X, self.config.inference_batch_size, self._device)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.latent), np.float32)
 
     def explain(self, X: Any, by: np.ndarray) -> Explanation:

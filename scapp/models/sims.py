@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
 from scapp.models._tabnet_ops import encode, sparse_identity, use_fast_sparsemax
 from scapp.models.base import Explanation, FitData, Progress, ScappModel
-from scapp.train.device import DeviceMatrix, batch_slices
+from scapp.sampling import first_per_group
+from scapp.train.device import DeviceMatrix, batch_slices, dense_batches
 
 
 @dataclass
@@ -86,14 +86,6 @@ def auto_batch_size(n_train: int) -> int:
     return int(min(4096, max(256, b)))
 
 
-def _iter_dense(X: Any, batch_size: int, device: torch.device):
-    n = X.shape[0]
-    for i in range(0, n, batch_size):
-        chunk = X[i : i + batch_size]
-        arr = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
-        yield i, torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
-
-
 class _LogitsOnly(torch.nn.Module):
     """Adapter so torch utilities can call the SIMS forward pass."""
 
@@ -104,17 +96,6 @@ class _LogitsOnly(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._model._forward(x)[0]
-
-
-def _first_per_group(groups: np.ndarray, keys: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` smallest ``keys`` within each group (vectorized)."""
-    if groups.size == 0:
-        return np.zeros(0, np.int64)
-    order = np.lexsort((keys, groups))
-    grp = groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(grp)) + 1]
-    ranks = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
-    return order[ranks < k]
 
 
 class SIMSModel(ScappModel):
@@ -265,14 +246,14 @@ class SIMSModel(ScappModel):
     @torch.no_grad()
     def predict_logits(self, X: Any) -> np.ndarray:
         self.net.eval()
-        out = [self._forward(xb)[0].cpu() for _, xb in _iter_dense(X, self._infer_bs, self._device)]
+        out = [self._forward(xb)[0].cpu() for _, xb in dense_batches(X, self._infer_bs, self._device)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
 
     @torch.no_grad()
     def embed(self, X: Any) -> np.ndarray:
         """The summed step decision outputs (n_d dims), the representation the classifier reads."""
         self.net.eval()
-        out = [self._forward(xb)[1].cpu() for _, xb in _iter_dense(X, self._infer_bs, self._device)]
+        out = [self._forward(xb)[1].cpu() for _, xb in dense_batches(X, self._infer_bs, self._device)]
         return torch.cat(out).numpy() if out else np.zeros((0, self.config.n_d), np.float32)
 
     @torch.no_grad()
@@ -297,7 +278,7 @@ class SIMSModel(ScappModel):
         sample_rows: list[torch.Tensor] = []
         sample_idx: list[np.ndarray] = []
         sample_score: list[np.ndarray] = []
-        for start, xb in _iter_dense(X, self._infer_bs, dev):
+        for start, xb in dense_batches(X, self._infer_bs, dev):
             logits, res, _, m_exp = self._forward(xb, explain=True)
             logits_all.append(logits.cpu())
             emb_all.append(res.cpu())
@@ -308,7 +289,7 @@ class SIMSModel(ScappModel):
             class_n += torch.bincount(g, minlength=C).double()
             # Candidate sample: lowest keep_key per class within this batch (merged below).
             keys = keep_key[start : start + len(xb)]
-            pick = _first_per_group(g.cpu().numpy(), keys, cells_per_class)
+            pick = first_per_group(g.cpu().numpy(), keys, cells_per_class)
             sample_rows.append(norm[torch.as_tensor(pick, device=dev)].float().cpu())
             sample_idx.append(start + pick)
             sample_score.append(keys[pick])
@@ -322,7 +303,7 @@ class SIMSModel(ScappModel):
         idx = np.concatenate(sample_idx) if sample_idx else np.zeros(0, np.int64)
         score = np.concatenate(sample_score) if sample_score else np.zeros(0)
         groups = (by if by is not None else logits_np.argmax(1))[idx] if idx.size else idx
-        keep = np.sort(_first_per_group(groups, score, cells_per_class))
+        keep = np.sort(first_per_group(groups, score, cells_per_class))
         expl = Explanation(class_scores=per_class, global_importance=fi, cell_masks=rows[keep], cell_index=idx[keep],
                            kind="tabnet_mask", extra={"class_mean_mask": mean, "class_n": class_n.cpu().numpy()})
         return logits_np, emb_np, expl

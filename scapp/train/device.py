@@ -91,3 +91,11 @@ def batch_slices(n: int, batch_size: int, *, generator: torch.Generator | None =
     n_batches = max(1, -(-n // batch_size))
     parts = torch.tensor_split(order, n_batches)
     return [p.to(device) if device is not None else p for p in parts]
+
+
+def dense_batches(X: Any, batch_size: int, device: torch.device):
+    """``(start, dense float32 tensor)`` for consecutive row blocks of ``X`` (CSR or array): one block in memory."""
+    for i in range(0, X.shape[0], batch_size):
+        chunk = X[i : i + batch_size]
+        arr = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+        yield i, torch.as_tensor(np.ascontiguousarray(arr, dtype=np.float32), device=device)
