@@ -333,10 +333,8 @@ def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray
     sub = Xp[:, cols]
     sub = sub.toarray() if hasattr(sub, "toarray") else np.asarray(sub, dtype=np.float64)
     if recipe.mean is not None:
-        mean_cols, std_cols = recipe.mean, recipe.std
-        if recipe.feature_idx is not None and len(recipe.mean) != len(recipe.features):
-            mean_cols, std_cols = recipe.mean[recipe.feature_idx], recipe.std[recipe.feature_idx]
-        sub = np.maximum(sub * std_cols[cols] + mean_cols[cols], 0.0)
+        # mean/std are per model feature (Recipe.fit scales after any HVG selection)
+        sub = np.maximum(sub * recipe.std[cols] + recipe.mean[cols], 0.0)
     mean, frac = dotplot_data(sub, np.asarray(classes, dtype=object)[y], names, names, classes=classes,
                               threshold=1e-6)
     long = mean.stack(future_stack=True).rename("mean_expression").to_frame()
