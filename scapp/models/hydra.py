@@ -91,7 +91,7 @@ from torch import nn
 
 from scapp.errors import ConfigError
 from scapp.models.base import Explanation, FitData, Progress, ScappModel
-from scapp.train.device import DeviceMatrix, batch_slices, dense_batches
+from scapp.tensors import DeviceMatrix, batch_slices, dense_batches
 
 
 @dataclass

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scapp.models._tabnet_ops import encode, sparse_identity, use_fast_sparsemax
 from scapp.models.base import Explanation, FitData, Progress, ScappModel
 from scapp.sampling import first_per_group
-from scapp.train.device import DeviceMatrix, batch_slices, dense_batches
+from scapp.tensors import DeviceMatrix, batch_slices, dense_batches
 
 
 @dataclass

@@ -14,7 +14,7 @@ from scapp.errors import ConfigError
 from scapp.models.base import FitData, Progress
 from scapp.models.hydra import (HydraConfig, HydraModel, SBatchNorm, StackedVAE, balance_target,
                                 class_sampling_probs)
-from scapp.train.device import DeviceMatrix
+from scapp.tensors import DeviceMatrix
 
 SMALL = dict(n_models=4, max_epochs=12, refine_epochs=3, ig_cells_per_class=12, ig_steps=50, mlp_epochs=5,
              batch_size=128)

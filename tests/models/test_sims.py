@@ -8,7 +8,7 @@ import torch
 
 from scapp.models.base import FitData, Progress
 from scapp.models.sims import SIMSConfig, SIMSModel, auto_batch_size
-from scapp.train.device import DeviceMatrix, batch_slices
+from scapp.tensors import DeviceMatrix, batch_slices
 
 
 def test_auto_batch_size_scales_with_data():
