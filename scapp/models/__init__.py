@@ -1,29 +1,7 @@
-"""Model registry: every method behind the same interface (``scapp.models.base.ScappModel``)."""
+"""Models: one module per method behind one interface (``base``), declared in ``registry``."""
 
 from __future__ import annotations
 
-from scapp.errors import ConfigError
+from scapp.models.registry import REGISTRY, available, get_model_class, get_spec, names
 
-AVAILABLE = ("sims", "hydra", "logreg")
-PLANNED = ("zipo", "ssl")
-
-
-def get_model_class(name: str) -> type:
-    """The model class for ``name``; planned methods get a clear 'not yet' message."""
-    if name == "sims":
-        from scapp.models.sims import SIMSModel
-
-        return SIMSModel
-    if name == "hydra":
-        from scapp.models.hydra import HydraModel
-
-        return HydraModel
-    if name == "logreg":
-        from scapp.models.logreg import LogRegModel
-
-        return LogRegModel
-    if name in PLANNED:
-        msg = f"Model {name!r} is not available in this version of scapp yet; available: {', '.join(AVAILABLE)}."
-        raise ConfigError(msg)
-    msg = f"Unknown model {name!r}; available: {', '.join(AVAILABLE)}."
-    raise ConfigError(msg)
+__all__ = ["REGISTRY", "available", "get_model_class", "get_spec", "names"]

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import numpy as np
 
 from scapp.errors import ConfigError
+
+if TYPE_CHECKING:  # torch only for annotations: the Model page lists methods without importing it
+    import torch
 
 
 @dataclass
@@ -36,23 +38,85 @@ class Explanation:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-class Progress:
-    """What the engine hands to ``fit``: where events go and whether to stop.
+@dataclass
+class StepOutput:
+    """What a model's step returns for one batch: the loss to back-propagate and the value to report.
 
-    ``emit`` receives dicts such as ``{"epoch": 3, "train_loss": .., "valid_loss": .., ...}``.
+    ``loss`` may be scaled for the optimizer (e.g. summed over an ensemble); ``value`` (default: ``loss``)
+    is what the epoch mean and the curves show. ``n`` weights the batch in that mean.
     """
 
-    def __init__(self, emit: Callable[[dict[str, Any]], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> None:
-        self._emit = emit or (lambda e: None)
-        self._should_stop = should_stop or (lambda: False)
-        self.t0 = time.monotonic()
+    loss: torch.Tensor
+    n: int
+    value: torch.Tensor | None = None
 
-    def emit(self, event: dict[str, Any]) -> None:
-        self._emit(event)
 
-    def should_stop(self) -> bool:
-        return self._should_stop()
+@dataclass
+class Phase:
+    """One epoch loop a model asks the ``Trainer`` to run: its network, optimizer, batches and loss.
+
+    The Trainer owns the loop (batches, zero-grad/backward/clip/step, validation, the LR schedule,
+    early stopping on ``monitor``, keeping and restoring the best state, Stop checks, ETA and
+    events); the model only says what one step and one validation are.
+    """
+
+    name: str
+    module: torch.nn.Module
+    """Trained (``train()``/``eval()`` around each epoch); its state is the one kept when ``monitor`` improves."""
+    optimizer: torch.optim.Optimizer
+    step: Callable[[Any], StepOutput]
+    """One batch → its loss."""
+    max_epochs: int
+    batches: Callable[[int], Iterable[Any]] | None = None
+    """Epoch (1-based) → that epoch's batches. None: near-equal index batches of ``n_items`` of ``batch_size``,
+    freshly permuted with ``generator`` on ``device``."""
+    n_items: int = 0
+    batch_size: int = 256
+    generator: torch.Generator | None = None
+    device: Any = None
+    validate: Callable[[], dict[str, float]] | None = None
+    """Validation metrics (``valid_loss``, ``valid_balanced_accuracy``, …), computed in eval mode."""
+    before_validate: Callable[[], None] | None = None
+    """E.g. recompute batch-norm statistics; runs after the epoch's batches, before ``validate``."""
+    monitor: str | None = None
+    """Metric that early stopping and the kept state follow (``valid_*``, or ``train_loss``); None: keep the last."""
+    mode: str = "min"
+    patience: int | None = None
+    scheduler: Any = None
+    """``ReduceLROnPlateau`` (stepped with ``scheduler_metric``) or any scheduler stepped once per epoch."""
+    scheduler_metric: str = "valid_loss"
+    grad_clip: float | None = None
+    key: str | None = None
+    """None: the run's main curve (``epoch``, ``train_loss``; kept in the run's history). A name (``"refine"``):
+    a later phase reported as ``refine_epoch`` / ``refine_loss`` beside it."""
+    span: tuple[float, float] = (0.0, 1.0)
+    """Share of the whole fit this phase covers (for the progress bar)."""
+    epoch_fields: Callable[[int], dict[str, Any]] | None = None
+    """Extra fields for an epoch's event (e.g. the class-sampling exponent)."""
+
+
+@dataclass
+class PhaseResult:
+    epochs_run: int
+    best_epoch: int | None
+    stopped: bool
+    history: list[dict[str, Any]]
+
+
+class TrainerAPI(Protocol):
+    """What ``fit`` receives (``scapp.train.trainer.Trainer``): models never write an epoch loop."""
+
+    stopped: bool
+
+    def should_stop(self) -> bool: ...
+
+    def run(self, phase: Phase) -> PhaseResult: ...
+
+    def iterate(self, name: str, items: Iterable[Any], *, span: tuple[float, float]) -> Iterator[Any]: ...
+
+    def event(self, phase: str, progress: float | None = None, **fields: Any) -> None: ...
+
+    def record_epoch(self, event: dict[str, Any]) -> None: ...
 
 
 def config_from_dict(cls: type, d: dict[str, Any] | None) -> Any:
@@ -67,26 +131,25 @@ def config_from_dict(cls: type, d: dict[str, Any] | None) -> Any:
 
 
 class ScappModel(ABC):
-    """A classifier over preprocessed cells × features input.
+    """A model over preprocessed cells × features input.
 
-    Subclasses set ``name``, ``Config`` (a dataclass with paper defaults) and
-    ``preprocess`` (the recipe defaults this method expects).
+    Subclasses set ``Config`` (a dataclass with the paper's defaults) and
+    ``preprocess_defaults`` (the recipe this method expects). What a method can
+    do (classify, embed, explain, denoise, pretrain; raw counts or log input;
+    labels needed) is declared once, in its registry entry (``scapp.models.registry``).
+    ``fit`` receives a ``Trainer`` and hands it ``Phase``s: no model writes an epoch loop.
     """
 
-    name: ClassVar[str]
     Config: ClassVar[type]
     preprocess_defaults: ClassVar[dict[str, Any]] = {}
-    has_embedding: ClassVar[bool] = False
-    explain_kind: ClassVar[str] = "score"
-    stopped_by_user: bool = False
 
     def __init__(self, config: Any, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
         self.config = config
         self.n_features = n_features
         self.classes = list(classes)
         self.device = device
-        self.history: list[dict[str, Any]] = []
-        self.best_epoch: int | None = None
+        self.fit_info: dict[str, Any] = {}
+        """Method-specific facts of the fit worth keeping in metrics.json (phase timings, set sizes …)."""
 
     @property
     def n_classes(self) -> int:
@@ -96,7 +159,7 @@ class ScappModel(ABC):
         return asdict(self.config)
 
     @abstractmethod
-    def fit(self, train: FitData, valid: FitData, progress: Progress) -> None: ...
+    def fit(self, train: FitData, valid: FitData, trainer: TrainerAPI) -> None: ...
 
     @abstractmethod
     def predict_logits(self, X: Any) -> np.ndarray:
@@ -112,9 +175,18 @@ class ScappModel(ABC):
         """Cells × k latent representation, or None when the model has none."""
         return None
 
-    @abstractmethod
-    def explain(self, X: Any, by: np.ndarray) -> Explanation:
-        """Per-class gene scores, grouping cells by ``by`` (class codes)."""
+    def explain(self, X: Any, by: np.ndarray) -> Explanation | None:
+        """Per-class gene scores, grouping cells by ``by`` (class codes); None when the method has none."""
+        return None
+
+    def infer(self, X: Any, *, by: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None,
+                                                                    Explanation | None]:
+        """Logits, embedding and explanation of ``X`` (``by=None``: no explanation).
+
+        Methods that get all three from one pass (SIMS) override this.
+        """
+        expl = self.explain(X, by) if by is not None else None
+        return self.predict_logits(X), self.embed(X), expl
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

@@ -1,13 +1,14 @@
 """Hydra: VAE ensemble, synthetic balancing, Integrated-Gradients markers (methods.md §2).
 
-The pipeline that ``fit`` runs, each phase reporting progress and honouring a
-stop request:
+The pipeline that ``fit`` runs; every epoch loop is a ``Phase`` run by the
+shared ``Trainer`` (progress, Stop, early stopping, best state):
 
 1. **VAE** (encoder ``Linear → Mish → BatchNorm → Dropout(0.2)``, hidden 185,
    latent 100 with μ / log σ² heads, mirrored decoder) with ``n_models`` = 25
-   linear heads on ``z`` whose logits are averaged. Loss
-   ``0.9 · (MSE + KL / F) + 0.1 · CE`` with label smoothing 0.1 over the true
-   number of classes. Adam lr 0.02, batch 512, ≤ 40 epochs, early stopping
+   linear heads on ``z``. Loss ``0.9 · (MSE + KL / F) + 0.1 · CE`` where CE is
+   the mean over heads of each head's own cross-entropy (label smoothing 0.1
+   over the true number of classes), so the 25 heads learn independently;
+   the VAE's prediction averages the heads' probabilities. Adam lr 0.02, batch 512, ≤ 40 epochs, early stopping
    (patience 10) on the validation split with the best weights restored.
 2. **Balanced sets**, one per model: classes above the median size are
    down-sampled to the median; classes below keep all their real cells and are
@@ -78,7 +79,6 @@ thousands of genes.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -90,7 +90,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from scapp.errors import ConfigError
-from scapp.models.base import Explanation, FitData, Progress, ScappModel
+from scapp.models.base import Explanation, FitData, Phase, ScappModel, StepOutput, TrainerAPI
 from scapp.tensors import DeviceMatrix, batch_slices, dense_batches
 
 
@@ -248,13 +248,23 @@ class StackedVAE(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs, -1)
 
     def classify(self, z: torch.Tensor) -> torch.Tensor:
-        """Averaged head logits ``(M, B, C)``; the average of linear heads is one linear map."""
+        """Averaged head logits ``(M, B, C)`` (one linear map): the scalar Integrated Gradients attributes."""
         return torch.bmm(z, self.head_w.mean(1)) + self.head_b.mean(1, keepdim=True)
 
+    def head_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """Every head's logits ``(M, H, B, C)``; each head is trained by its own cross-entropy."""
+        return torch.einsum("mbl,mhlc->mhbc", z, self.head_w) + self.head_b[:, :, None, :]
+
+    def predict_log_proba(self, z: torch.Tensor) -> torch.Tensor:
+        """Log of the heads' averaged probabilities ``(M, B, C)``: the ensemble's prediction."""
+        lp = F.log_softmax(self.head_logits(z), -1)
+        return torch.logsumexp(lp, 1) - math.log(lp.shape[1])
+
     def forward(self, x: torch.Tensor, *, sample: bool) -> tuple[torch.Tensor, ...]:
+        """Reconstruction, μ, log σ² and per-head logits ``(M, H, B, C)``."""
         mu, logvar = self.encode(x)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if sample else mu
-        return self.decode(z), mu, logvar, self.classify(z)
+        return self.decode(z), mu, logvar, self.head_logits(z)
 
     def generate(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decode ``μ + σ·ε`` of real cells ``(M, B, F)``; call in eval mode."""
@@ -345,11 +355,8 @@ class _Pool:
 
 
 class HydraModel(ScappModel):
-    name: ClassVar[str] = "hydra"
     Config: ClassVar[type] = HydraConfig
     preprocess_defaults: ClassVar[dict[str, Any]] = {"min_gene_frac": 0.01, "scale": True}
-    has_embedding: ClassVar[bool] = True
-    explain_kind: ClassVar[str] = "integrated_gradients"
 
     def __init__(self, config: HydraConfig, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
         if config.monitor not in ("valid_loss", "valid_balanced_accuracy"):
@@ -373,9 +380,8 @@ class HydraModel(ScappModel):
         self.ig_alpha: np.ndarray | None = None
         self.ig_completeness: float = float("nan")
         self.ig_cells: np.ndarray | None = None
-        self.fit_info: dict[str, Any] = {}
-        self.phase_history: list[dict[str, Any]] = []
-        self.batch_size_used = config.batch_size
+        self.drawn_class_counts: list[np.ndarray] = []
+        """Cells drawn per class in each VAE epoch (what dynamic sampling really did)."""
 
     # -- construction --------------------------------------------------------------
     def _hidden(self, name: str) -> int:
@@ -399,21 +405,37 @@ class HydraModel(ScappModel):
             self.net = self._new_vae(1, self.config.n_models)
 
     # -- losses --------------------------------------------------------------------
-    def _loss(self, net: StackedVAE, x: torch.Tensor, y: torch.Tensor, *, sample: bool
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-model loss ``(M,)`` and averaged logits ``(M, B, C)``; ``x`` is ``(M, B, F)``, ``y`` ``(M, B)``."""
+    def loss_terms(self, net: StackedVAE, x: torch.Tensor, y: torch.Tensor, *, sample: bool
+                   ) -> dict[str, torch.Tensor]:
+        """The loss and its parts per model ``(M,)``; ``x`` is ``(M, B, F)``, ``y`` ``(M, B)``.
+
+        ``loss = w · (recon + KL / F) + (1 − w) · CE`` with ``w = recon_weight`` (0.9), ``recon`` the sum over
+        modalities of each one's mean squared error, ``KL`` per cell summed over latent dimensions and averaged
+        over cells, ``F`` the number of input features, and ``CE`` the mean over the ``H`` heads of each head's
+        own label-smoothed cross-entropy (smoothing over the true class count). ``log_proba`` is the heads'
+        averaged prediction ``(M, B, C)``.
+        """
         cfg = self.config
         xhat, mu, logvar, logits = net(x, sample=sample)
         err = (xhat - x).square()
         rec = sum(err[..., sl].mean((1, 2)) for sl in net.slices())
         kl = (-0.5 * (1 + logvar - mu.square() - logvar.exp()).sum(-1)).mean(1)
-        M, B, C = logits.shape
-        ce = F.cross_entropy(logits.reshape(M * B, C), y.reshape(M * B), label_smoothing=cfg.label_smoothing,
-                             reduction="none").reshape(M, B).mean(1)
-        return cfg.recon_weight * (rec + kl / net.n_features) + (1 - cfg.recon_weight) * ce, logits
+        M, H, B, C = logits.shape
+        yy = y[:, None, :].expand(M, H, B).reshape(-1)
+        ce = F.cross_entropy(logits.reshape(-1, C), yy, label_smoothing=cfg.label_smoothing,
+                             reduction="none").reshape(M, H * B).mean(1)  # mean over heads and cells
+        loss = cfg.recon_weight * (rec + kl / net.n_features) + (1 - cfg.recon_weight) * ce
+        log_proba = torch.logsumexp(F.log_softmax(logits, -1), 1) - math.log(H)
+        return {"loss": loss, "recon": rec, "kl": kl, "ce": ce, "log_proba": log_proba}
+
+    def _loss(self, net: StackedVAE, x: torch.Tensor, y: torch.Tensor, *, sample: bool
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-model loss ``(M,)`` and the heads' averaged log-probabilities ``(M, B, C)``."""
+        t = self.loss_terms(net, x, y, sample=sample)
+        return t["loss"], t["log_proba"]
 
     # -- fit: the whole pipeline ------------------------------------------------------
-    def fit(self, train: FitData, valid: FitData, progress: Progress) -> None:
+    def fit(self, train: FitData, valid: FitData, trainer: TrainerAPI) -> None:
         cfg = self.config
         dev = self._device
         torch.set_flush_denormal(True)  # see SIMSModel.fit: subnormal Adam states stall CPU arithmetic
@@ -422,35 +444,33 @@ class HydraModel(ScappModel):
         gen = torch.Generator().manual_seed(cfg.seed)
         Xtr = DeviceMatrix(train.X, dev)
         ytr_np = np.asarray(train.y, dtype=np.int64)
-        ytr = torch.as_tensor(ytr_np, device=dev)
         t: dict[str, float] = {}
+        self.fit_info = {"timings": t, "n_models": cfg.n_models, "batch_size": cfg.batch_size}
 
         t0 = time.monotonic()
-        self._train_vae(Xtr, ytr_np, valid, progress, gen)
+        self._train_vae(Xtr, ytr_np, valid, trainer, gen)
         t["vae_s"] = time.monotonic() - t0
-        self.fit_info = {"timings": t, "n_models": cfg.n_models}
-        if self.stopped_by_user:
-            return self._finish_early(progress, "after the VAE")
+        if trainer.stopped:
+            return self._finish_early(trainer, "after the VAE")
 
         t0 = time.monotonic()
-        progress.emit(self._phase_event("balancing", 0.52))
+        trainer.event("balancing", 0.52)
         pool, sets_idx, sets_y, info = self.balanced_sets(self.net, Xtr, ytr_np, cfg.n_models, gen)
         t["balance_s"] = time.monotonic() - t0
         self.fit_info["balanced_sets"] = info
 
         t0 = time.monotonic()
-        refined = self._refine(pool, sets_idx, sets_y, progress, gen)
+        refined = self._refine(pool, sets_idx, sets_y, trainer, gen)
         t["refine_s"] = time.monotonic() - t0
         del pool
-        if self.stopped_by_user:
-            return self._finish_early(progress, "during refinement")
+        if trainer.stopped:
+            return self._finish_early(trainer, "during refinement")
 
         t0 = time.monotonic()
-        progress.emit(self._phase_event("integrated gradients", 0.8))
-        ig = self.integrated_gradients(Xtr, ytr_np, net=refined, progress=progress)
+        ig = self.integrated_gradients(Xtr, ytr_np, net=refined, trainer=trainer)
         t["ig_s"] = time.monotonic() - t0
         if ig is None:
-            return self._finish_early(progress, "during Integrated Gradients")
+            return self._finish_early(trainer, "during Integrated Gradients")
         self.ig_scores, self.ig_alpha = ig["scores"], ig["alpha"]
         self.ig_completeness, self.ig_cells = ig["completeness"], ig["cells"]
         self.fit_info.update(ig_completeness_rel_error=self.ig_completeness, ig_cells=int(ig["cells"].sum()),
@@ -458,31 +478,27 @@ class HydraModel(ScappModel):
 
         t0 = time.monotonic()
         self.selected = self.select_features(self.ig_scores, present=np.bincount(ytr_np, minlength=self.n_classes) > 0)
-        progress.emit(self._phase_event("annotation ensemble", 0.95, n_selected=int(self.selected.size)))
+        trainer.event("annotation ensemble", 0.95, n_selected=int(self.selected.size))
         pool, sets_idx, sets_y, _ = self.balanced_sets(refined, Xtr, ytr_np, cfg.n_models, gen)
         del refined
-        self._train_mlps(pool, sets_idx, sets_y, progress, gen)
+        self._train_mlps(pool, sets_idx, sets_y, trainer, gen)
         t["mlp_s"] = time.monotonic() - t0
-        if self.stopped_by_user:
+        if trainer.stopped:
             self.mlp = None
-            return self._finish_early(progress, "while training the annotation ensemble")
-        ev = self._phase_event("done", 1.0, n_selected=int(self.selected.size),
-                               ig_completeness_rel_error=self.ig_completeness, **t)
+            return self._finish_early(trainer, "while training the annotation ensemble")
+        done: dict[str, Any] = {"n_selected": int(self.selected.size),
+                                "ig_completeness_rel_error": self.ig_completeness, **t}
         if len(valid.y):
-            ev.update(self._metrics(self.predict_logits(valid.X), valid.y, prefix="ensemble_valid_"))
-        self.fit_info.update({k: v for k, v in ev.items() if k.startswith("ensemble_")})
+            done.update(self._metrics(self.predict_logits(valid.X), valid.y, prefix="ensemble_valid_"))
+        self.fit_info.update({k: v for k, v in done.items() if k.startswith("ensemble_")})
         self.fit_info["n_selected_features"] = int(self.selected.size)
-        self.phase_history.append(ev)
-        progress.emit(ev)
+        trainer.event("done", 1.0, **done)
         self.net.eval()
 
-    def _phase_event(self, phase: str, frac: float, **kw: Any) -> dict[str, Any]:
-        return {"phase": phase, "epoch": len(self.history), "progress": round(frac, 4), **kw}
-
-    def _finish_early(self, progress: Progress, when: str) -> None:
+    def _finish_early(self, trainer: TrainerAPI, when: str) -> None:
         """Stop requested: keep what is trained; predictions fall back to the VAE's heads."""
         self.fit_info["stopped"] = when
-        progress.emit(self._phase_event(f"stopped {when}", 1.0))
+        trainer.event(f"stopped {when}", 1.0)
         self.net.eval()
 
     def _metrics(self, logits: np.ndarray, y: np.ndarray, prefix: str = "valid_") -> dict[str, float]:
@@ -493,67 +509,45 @@ class HydraModel(ScappModel):
                 f"{prefix}balanced_accuracy": m["balanced_accuracy"]}
 
     # -- phase 1: the VAE -----------------------------------------------------------------
-    def _train_vae(self, Xtr: DeviceMatrix, ytr_np: np.ndarray, valid: FitData, progress: Progress,
+    def sampled_batches(self, y: np.ndarray, epoch: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """Epoch ``epoch`` (1-based)'s batches: as many cells as ``y`` holds, drawn with replacement so that
+        class c comes up with probability ``class_sampling_probs(counts, epoch − 1, max_epochs)``."""
+        cfg = self.config
+        n = len(y)
+        counts = np.bincount(y, minlength=self.n_classes)
+        p_class = class_sampling_probs(counts, epoch - 1, cfg.max_epochs)
+        p_cell = torch.as_tensor(p_class[y] / counts[y], dtype=torch.float64)
+        order = torch.multinomial(p_cell, n, replacement=True, generator=gen)
+        self.drawn_class_counts.append(np.bincount(y[order.numpy()], minlength=self.n_classes))
+        n_batches = max(1, -(-n // cfg.batch_size))
+        return [b.to(self._device) for b in torch.tensor_split(order, n_batches)]
+
+    def _train_vae(self, Xtr: DeviceMatrix, ytr_np: np.ndarray, valid: FitData, trainer: TrainerAPI,
                    gen: torch.Generator) -> None:
         cfg = self.config
         dev = self._device
-        n = len(ytr_np)
         ytr = torch.as_tensor(ytr_np, device=dev)
-        counts = np.bincount(ytr_np, minlength=self.n_classes)
         Xva = DeviceMatrix(valid.X, dev) if len(valid.y) else None
         yva = np.asarray(valid.y, dtype=np.int64)
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        best, best_state, since_best = float("inf"), None, 0
-        t_start = time.monotonic()
-        for epoch in range(1, cfg.max_epochs + 1):
-            t0 = time.monotonic()
-            self.net.train()
-            if cfg.dynamic_sampling:
-                p_class = class_sampling_probs(counts, epoch - 1, cfg.max_epochs)
-                p_cell = torch.as_tensor(p_class[ytr_np] / counts[ytr_np], dtype=torch.float64)
-                order = torch.multinomial(p_cell, n, replacement=True, generator=gen)
-                n_batches = max(1, -(-n // cfg.batch_size))
-                batches = [b.to(dev) for b in torch.tensor_split(order, n_batches)]
-            else:
-                batches = batch_slices(n, cfg.batch_size, generator=gen, device=dev)
-            tot, seen = torch.zeros((), device=dev), 0
-            for idx in batches:
-                if progress.should_stop():
-                    self.stopped_by_user = True
-                    break
-                loss, _ = self._loss(self.net, Xtr.rows(idx)[None], ytr[idx][None], sample=True)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()
-                opt.step()
-                tot += loss.detach().sum() * idx.numel()
-                seen += idx.numel()
-            if self.stopped_by_user:
-                break
-            ev: dict[str, Any] = {"epoch": epoch, "max_epochs": cfg.max_epochs, "phase": "vae",
-                                  "train_loss": float(tot) / max(seen, 1), "lr": cfg.lr, "batch_size": cfg.batch_size,
-                                  "sampling_exponent": (epoch - 1) / max(cfg.max_epochs - 1, 1)
-                                  if cfg.dynamic_sampling else None}
-            if Xva is not None:
-                ev.update(self._validate(Xva, yva))
-                score = ev[cfg.monitor] * (1 if cfg.monitor == "valid_loss" else -1)
-            else:
-                score = ev["train_loss"]
-            if score < best - 1e-6:
-                best, since_best, self.best_epoch = score, 0, epoch
-                best_state = copy.deepcopy(self.net.state_dict())
-            else:
-                since_best += 1
-            now = time.monotonic()
-            ev.update(epoch_s=now - t0, elapsed_s=now - t_start, best_epoch=self.best_epoch,
-                      eta_s=(now - t0) * min(cfg.max_epochs - epoch, cfg.early_stopping_patience - since_best),
-                      progress=0.5 * epoch / cfg.max_epochs)
-            self.history.append(ev)
-            progress.emit(ev)
-            if since_best >= cfg.early_stopping_patience:
-                break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
+        self.drawn_class_counts = []
+
+        def step(idx: torch.Tensor) -> StepOutput:
+            loss, _ = self._loss(self.net, Xtr.rows(idx)[None], ytr[idx][None], sample=True)
+            return StepOutput(loss.sum(), idx.numel())
+
+        def fields(epoch: int) -> dict[str, Any]:
+            return {"batch_size": cfg.batch_size,
+                    "sampling_exponent": (epoch - 1) / max(cfg.max_epochs - 1, 1) if cfg.dynamic_sampling else None}
+
+        trainer.run(Phase(
+            name="vae", module=self.net, optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), step=step,
+            max_epochs=cfg.max_epochs,
+            batches=(lambda e: self.sampled_batches(ytr_np, e, gen)) if cfg.dynamic_sampling else None,
+            n_items=len(ytr_np), batch_size=cfg.batch_size, generator=gen, device=dev,
+            validate=(lambda: self._validate(Xva, yva)) if Xva is not None else None,
+            monitor=cfg.monitor, mode="min" if cfg.monitor == "valid_loss" else "max",
+            patience=cfg.early_stopping_patience, span=(0.0, 0.5), epoch_fields=fields,
+        ))
 
     @torch.no_grad()
     def _validate(self, Xva: DeviceMatrix, yva: np.ndarray) -> dict[str, float]:
@@ -636,40 +630,34 @@ class HydraModel(ScappModel):
         return out.reshape(M * G, Fdim)
 
     # -- phase 3: refinement ------------------------------------------------------------------
-    def _refine(self, pool: _Pool, sets_idx: torch.Tensor, sets_y: torch.Tensor, progress: Progress,
+    def _ensemble_batches(self, M: int, Nb: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """A fresh permutation of each model's set, split into column blocks ``(M, B)``."""
+        perm = torch.argsort(torch.rand((M, Nb), generator=gen), dim=1).to(self._device)
+        return list(torch.tensor_split(perm, max(1, -(-Nb // batch_size)), dim=1))
+
+    def _refine(self, pool: _Pool, sets_idx: torch.Tensor, sets_y: torch.Tensor, trainer: TrainerAPI,
                 gen: torch.Generator) -> StackedVAE:
         cfg = self.config
         M, Nb = sets_idx.shape
         net = self.net.copies(M)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.refine_lr)
-        n_batches = max(1, -(-Nb // cfg.batch_size))
-        for epoch in range(1, cfg.refine_epochs + 1):
-            t0 = time.monotonic()
-            net.train()
-            perm = torch.argsort(torch.rand((M, Nb), generator=gen), dim=1).to(self._device)
-            tot = torch.zeros(M, device=self._device)
-            for cols in torch.tensor_split(perm, n_batches, dim=1):
-                if progress.should_stop():
-                    self.stopped_by_user = True
-                    return net
-                idx = sets_idx.gather(1, cols)
-                x = pool.rows(idx.reshape(-1)).reshape(M, idx.shape[1], -1)
-                loss, _ = self._loss(net, x, sets_y.gather(1, cols), sample=True)
-                opt.zero_grad(set_to_none=True)
-                loss.sum().backward()  # models share no parameters: each gets its own gradient
-                opt.step()
-                tot += loss.detach() * idx.shape[1]
-            ev = self._phase_event("refinement", 0.55 + 0.25 * epoch / max(cfg.refine_epochs, 1),
-                                   refine_epoch=epoch, refine_epochs=cfg.refine_epochs,
-                                   refine_loss=float(tot.mean()) / Nb, refine_epoch_s=time.monotonic() - t0)
-            self.phase_history.append(ev)
-            progress.emit(ev)
-        net.eval()
+
+        def step(cols: torch.Tensor) -> StepOutput:
+            idx = sets_idx.gather(1, cols)
+            x = pool.rows(idx.reshape(-1)).reshape(M, idx.shape[1], -1)
+            loss, _ = self._loss(net, x, sets_y.gather(1, cols), sample=True)
+            # models share no parameters: the summed loss gives each its own gradient
+            return StepOutput(loss.sum(), idx.shape[1], value=loss.detach().mean())
+
+        trainer.run(Phase(
+            name="refinement", key="refine", module=net, optimizer=torch.optim.Adam(net.parameters(), lr=cfg.refine_lr),
+            step=step, max_epochs=cfg.refine_epochs, batches=lambda e: self._ensemble_batches(M, Nb, cfg.batch_size, gen),
+            span=(0.55, 0.8), epoch_fields=lambda e: {"models": M},
+        ))
         return net
 
     # -- phase 4: Integrated Gradients -----------------------------------------------------------
     def integrated_gradients(self, X: Any, by: np.ndarray, *, net: StackedVAE | None = None,
-                             progress: Progress | None = None, cells_per_class: int | None = None,
+                             trainer: TrainerAPI | None = None, cells_per_class: int | None = None,
                              seed: int | None = None) -> dict[str, Any] | None:
         """Consensus IG scores ``(C, F)`` of ``net`` (default: the main VAE) over the cells of each class.
 
@@ -696,7 +684,8 @@ class HydraModel(ScappModel):
         err_num = err_den = 0.0
         chunk = max(1, cfg.memory_budget // max(M * Fdim, 1))
         col_sum = self._column_sums(Xd)
-        for c in range(C):
+        classes = trainer.iterate("integrated gradients", range(C), span=(0.8, 0.95)) if trainer else range(C)
+        for c in classes:
             members = np.flatnonzero(by == c)
             if members.size == 0:
                 continue
@@ -710,8 +699,7 @@ class HydraModel(ScappModel):
             fwd.target = c
             acc = torch.zeros((M, Fdim), dtype=torch.float64, device=dev)
             for s in range(0, members.size, chunk):
-                if progress is not None and progress.should_stop():
-                    self.stopped_by_user = True
+                if trainer is not None and trainer.should_stop():
                     return None
                 x = Xd.rows(torch.as_tensor(members[s : s + chunk], device=dev))
                 xin = x[:, None, :].expand(-1, M, -1).contiguous()
@@ -726,8 +714,8 @@ class HydraModel(ScappModel):
                     err_num += float((total - delta).abs().sum())
                     err_den += float(delta.abs().sum())
             alpha[c] = (acc / members.size).mean(0).cpu().numpy()  # mean |IG| per model, then consensus
-            if progress is not None:
-                progress.emit(self._phase_event("integrated gradients", 0.8 + 0.15 * (c + 1) / C, ig_class=c))
+        if trainer is not None and trainer.stopped:
+            return None
         return {"scores": (alpha * sign).astype(np.float32), "alpha": alpha.astype(np.float32),
                 "completeness": err_num / err_den if err_den > 0 else float("nan"), "cells": cells}
 
@@ -747,43 +735,34 @@ class HydraModel(ScappModel):
         top = np.argsort(-rows, axis=1, kind="stable")[:, :k]
         return np.unique(top.ravel()).astype(np.int64)
 
-    def _train_mlps(self, pool: _Pool, sets_idx: torch.Tensor, sets_y: torch.Tensor, progress: Progress,
+    def _train_mlps(self, pool: _Pool, sets_idx: torch.Tensor, sets_y: torch.Tensor, trainer: TrainerAPI,
                     gen: torch.Generator) -> None:
         cfg = self.config
         M, Nb = sets_idx.shape
         sel = torch.as_tensor(self.selected, device=self._device)
         torch.manual_seed(cfg.seed + 1)
         self.mlp = StackedMLP(M, sel.numel(), cfg.mlp_hidden, self.n_classes).to(self._device)
-        opt = torch.optim.Adam(self.mlp.parameters(), lr=cfg.mlp_lr)
-        n_batches = max(1, -(-Nb // cfg.mlp_batch_size))
         dense = pool.columns(sel)
-        for epoch in range(1, cfg.mlp_epochs + 1):
-            perm = torch.argsort(torch.rand((M, Nb), generator=gen), dim=1).to(self._device)
-            tot = torch.zeros((), device=self._device)
-            for cols in torch.tensor_split(perm, n_batches, dim=1):
-                if progress.should_stop():
-                    self.stopped_by_user = True
-                    return
-                idx = sets_idx.gather(1, cols)
-                x = dense[idx.reshape(-1)].reshape(M, idx.shape[1], -1)
-                logits = self.mlp(x)
-                loss = F.cross_entropy(logits.reshape(-1, self.n_classes), sets_y.gather(1, cols).reshape(-1))
-                opt.zero_grad(set_to_none=True)
-                (loss * M).backward()  # mean over models × cells, scaled so each model sees its own mean
-                opt.step()
-                tot += loss.detach() * idx.shape[1]
-            ev = self._phase_event("annotation ensemble", 0.95 + 0.05 * epoch / cfg.mlp_epochs, mlp_epoch=epoch,
-                                   mlp_loss=float(tot) / Nb)
-            self.phase_history.append(ev)
-            progress.emit(ev)
-        self.mlp.eval()
+
+        def step(cols: torch.Tensor) -> StepOutput:
+            idx = sets_idx.gather(1, cols)
+            logits = self.mlp(dense[idx.reshape(-1)].reshape(M, idx.shape[1], -1))
+            loss = F.cross_entropy(logits.reshape(-1, self.n_classes), sets_y.gather(1, cols).reshape(-1))
+            # mean over models × cells, scaled so that each model's gradient is that of its own mean
+            return StepOutput(loss * M, idx.shape[1], value=loss.detach())
+
+        trainer.run(Phase(
+            name="annotation ensemble", key="mlp", module=self.mlp,
+            optimizer=torch.optim.Adam(self.mlp.parameters(), lr=cfg.mlp_lr), step=step, max_epochs=cfg.mlp_epochs,
+            batches=lambda e: self._ensemble_batches(M, Nb, cfg.mlp_batch_size, gen), span=(0.95, 1.0),
+        ))
 
     # -- inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def predict_logits(self, X: Any) -> np.ndarray:
         """Log of the MLP ensemble's averaged probabilities (softmax of these = the average).
 
-        Before the annotation ensemble exists (stopped early) the VAE's averaged heads on μ.
+        Before the annotation ensemble exists (stopped early) the VAE heads' averaged probabilities on μ.
         """
         self.net.eval()
         out = []
@@ -794,7 +773,7 @@ class HydraModel(ScappModel):
                 out.append((torch.logsumexp(lp, 0) - math.log(lp.shape[0])).cpu())
             else:
                 mu, _ = self.net.encode(xb[None])
-                out.append(self.net.classify(mu)[0].cpu())
+                out.append(self.net.predict_log_proba(mu)[0].cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.n_classes), np.float32)
 
     @torch.no_grad()

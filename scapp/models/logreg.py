@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from scapp.models.base import Explanation, FitData, Progress, ScappModel
+from scapp.models.base import Explanation, FitData, ScappModel, TrainerAPI
 
 
 @dataclass
@@ -24,22 +24,20 @@ class LogRegConfig:
 
 
 class LogRegModel(ScappModel):
-    name: ClassVar[str] = "logreg"
     Config: ClassVar[type] = LogRegConfig
     preprocess_defaults: ClassVar[dict[str, Any]] = {"scale": True}
-    explain_kind: ClassVar[str] = "coefficient"
 
     def __init__(self, config: LogRegConfig, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
         super().__init__(config, n_features=n_features, classes=classes, device=device)
         self.coef = np.zeros((self.n_classes, n_features), dtype=np.float32)
         self.intercept = np.zeros(self.n_classes, dtype=np.float32)
 
-    def fit(self, train: FitData, valid: FitData, progress: Progress) -> None:
+    def fit(self, train: FitData, valid: FitData, trainer: TrainerAPI) -> None:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
 
         t0 = time.monotonic()
-        progress.emit({"epoch": 0, "max_epochs": 1, "phase": "fitting logistic regression"})
+        trainer.event("fitting logistic regression", 0.0, max_epochs=1)
         present = np.unique(train.y)
         clf = LogisticRegression(
             C=self.config.C, max_iter=self.config.max_iter, class_weight=self.config.class_weight,
@@ -64,10 +62,9 @@ class LogRegModel(ScappModel):
 
         event = {"epoch": 1, "max_epochs": 1, "valid_loss": nll(logits, valid.y),
                  "valid_accuracy": float((logits.argmax(1) == valid.y).mean()) if len(valid.y) else None,
-                 "converged": converged, "elapsed_s": time.monotonic() - t0}
-        self.history.append(event)
-        self.best_epoch = 1
-        progress.emit(event)
+                 "converged": converged, "elapsed_s": time.monotonic() - t0, "best_epoch": 1}
+        self.fit_info["converged"] = converged
+        trainer.record_epoch(event)  # a closed-form fit: one "epoch", no loop
 
     def predict_logits(self, X: Any) -> np.ndarray:
         return np.asarray(X @ self.coef.T, dtype=np.float32) + self.intercept

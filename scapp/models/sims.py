@@ -22,9 +22,7 @@ Deviations from the reference code, each on purpose:
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -33,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from scapp.models._tabnet_ops import encode, sparse_identity, use_fast_sparsemax
-from scapp.models.base import Explanation, FitData, Progress, ScappModel
+from scapp.models.base import Explanation, FitData, Phase, ScappModel, StepOutput, TrainerAPI
 from scapp.sampling import first_per_group
 from scapp.tensors import DeviceMatrix, batch_slices, dense_batches
 
@@ -99,11 +97,8 @@ class _LogitsOnly(torch.nn.Module):
 
 
 class SIMSModel(ScappModel):
-    name: ClassVar[str] = "sims"
     Config: ClassVar[type] = SIMSConfig
     preprocess_defaults: ClassVar[dict[str, Any]] = {}
-    has_embedding: ClassVar[bool] = True
-    explain_kind: ClassVar[str] = "tabnet_mask"
 
     def __init__(self, config: SIMSConfig, *, n_features: int, classes: list[str], device: str = "cpu") -> None:
         if config.monitor not in ("valid_loss", "valid_balanced_accuracy", "valid_macro_f1"):
@@ -137,7 +132,27 @@ class SIMSModel(ScappModel):
         return self.net.tabnet.final_mapping(res), res, m_loss, m_explain
 
     # -- training ------------------------------------------------------------------
-    def fit(self, train: FitData, valid: FitData, progress: Progress) -> None:
+    def class_weights(self, y: np.ndarray) -> np.ndarray:
+        """``N / (C · n_c)`` over the classes present (thesis), or ones when ``class_weights`` is off."""
+        counts = np.bincount(y, minlength=self.n_classes).astype(np.float64)
+        if not self.config.class_weights:
+            return np.ones(self.n_classes)
+        return np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
+
+    def batch_loss(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(loss, cross-entropy, mask entropy)`` of one batch: loss = CE + λ_sparse · entropy.
+
+        pytorch-tabnet's encoder returns ``M_loss = mean Σ M log M`` (the negative
+        mask entropy) and its trainer subtracts ``λ · M_loss``; so minimizing the
+        loss lowers the entropy of the masks, i.e. makes them sparser.
+        """
+        logits, _, m_loss, _ = self._forward(x)
+        ce = F.cross_entropy(logits, y, weight=weight)
+        entropy = -m_loss
+        return ce + self.config.lambda_sparse * entropy, ce, entropy
+
+    def fit(self, train: FitData, valid: FitData, trainer: TrainerAPI) -> None:
         cfg = self.config
         dev = self._device
         # Adam's second-moment estimates of near-zero gradients (genes a batch never
@@ -150,64 +165,26 @@ class SIMSModel(ScappModel):
         ytr = torch.as_tensor(train.y, dtype=torch.long, device=dev)
         Xva = DeviceMatrix(valid.X, dev) if len(valid.y) else None
         yva = torch.as_tensor(valid.y, dtype=torch.long, device=dev)
-        counts = np.bincount(train.y, minlength=self.n_classes).astype(np.float64)
-        if cfg.class_weights:
-            w = np.where(counts > 0, counts.sum() / (np.count_nonzero(counts) * np.maximum(counts, 1)), 0.0)
-        else:
-            w = np.ones(self.n_classes)
-        weight = torch.as_tensor(w, dtype=torch.float32, device=dev)
+        weight = torch.as_tensor(self.class_weights(np.asarray(train.y)), dtype=torch.float32, device=dev)
         bs = cfg.batch_size or auto_batch_size(len(train.y))
+        self.fit_info["batch_size"] = bs
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience)
-        best_loss, best_state, since_best = float("inf"), None, 0
-        self.batch_size_used = bs
-        t_start = time.monotonic()
-        for epoch in range(1, cfg.max_epochs + 1):
-            t0 = time.monotonic()
-            self.net.train()
-            tot, n_seen = torch.zeros((), device=dev), 0  # summed on the device: no sync per batch
-            for idx in batch_slices(len(train.y), bs, generator=gen, device=dev):
-                if progress.should_stop():
-                    self.stopped_by_user = True
-                    break
-                logits, _, m_loss, _ = self._forward(Xtr.rows(idx))
-                loss = F.cross_entropy(logits, ytr[idx], weight=weight) - cfg.lambda_sparse * m_loss
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-                opt.step()
-                tot += loss.detach() * idx.numel()
-                n_seen += idx.numel()
-            if self.stopped_by_user:
-                break
-            event: dict[str, Any] = {"epoch": epoch, "max_epochs": cfg.max_epochs, "train_loss": float(tot) / max(n_seen, 1),
-                                     "lr": opt.param_groups[0]["lr"], "batch_size": bs}
-            self._recompute_bn_stats(Xtr, gen, cfg.bn_recompute_cells)
-            if Xva is not None:
-                event.update(self._validate(Xva, yva, weight))
-                sched.step(event["valid_loss"])
-                monitor = event[cfg.monitor] * (1 if cfg.monitor == "valid_loss" else -1)
-            else:
-                sched.step(event["train_loss"])
-                monitor = event["train_loss"]
-            if monitor < best_loss - 1e-6:
-                best_loss, since_best, self.best_epoch = monitor, 0, epoch
-                best_state = copy.deepcopy(self.net.state_dict())
-            else:
-                since_best += 1
-            now = time.monotonic()
-            event["epoch_s"] = now - t0
-            event["elapsed_s"] = now - t_start
-            event["best_epoch"] = self.best_epoch
-            event["eta_s"] = event["epoch_s"] * min(cfg.max_epochs - epoch, cfg.early_stopping_patience - since_best)
-            self.history.append(event)
-            progress.emit(event)
-            if since_best >= cfg.early_stopping_patience:
-                break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
-        self.net.eval()
+
+        def step(idx: torch.Tensor) -> StepOutput:
+            loss, _, _ = self.batch_loss(Xtr.rows(idx), ytr[idx], weight)
+            return StepOutput(loss, idx.numel())
+
+        trainer.run(Phase(
+            name="training", module=self.net, optimizer=opt, step=step, max_epochs=cfg.max_epochs,
+            n_items=len(train.y), batch_size=bs, generator=gen, device=dev,
+            before_validate=lambda: self._recompute_bn_stats(Xtr, gen, cfg.bn_recompute_cells),
+            validate=(lambda: self._validate(Xva, yva, weight)) if Xva is not None else None,
+            monitor=cfg.monitor, mode="min" if cfg.monitor == "valid_loss" else "max",
+            patience=cfg.early_stopping_patience,
+            scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=cfg.lr_factor,
+                                                                 patience=cfg.lr_patience),
+            scheduler_metric="valid_loss", grad_clip=cfg.grad_clip, epoch_fields=lambda e: {"batch_size": bs},
+        ))
 
     def _recompute_bn_stats(self, Xtr: DeviceMatrix, gen: torch.Generator, max_cells: int = 4096) -> None:
         """Exact batch-norm statistics from (a sample of) training cells before validating.
@@ -295,17 +272,21 @@ class SIMSModel(ScappModel):
             sample_score.append(keys[pick])
         logits_np = torch.cat(logits_all).numpy() if logits_all else np.zeros((0, C), np.float32)
         emb_np = torch.cat(emb_all).numpy() if emb_all else np.zeros((0, self.config.n_d), np.float32)
+        # Markers are ranked by the class mean mask: the share of a cell's attention each gene gets, averaged
+        # over the class. Dividing by each gene's maximum over classes (kept only as the heatmap's colour,
+        # "display_scores") made every gene score exactly 1 in the class where it peaks, so hundreds of genes
+        # tied at the top of each class and gene order broke the tie.
         mean = (class_sum / class_n.clamp_min(1)[:, None]).float().cpu().numpy()
         colmax = mean.max(axis=0, keepdims=True)
-        per_class = np.divide(mean, colmax, out=np.zeros_like(mean), where=colmax > 0)
+        per_gene = np.divide(mean, colmax, out=np.zeros_like(mean), where=colmax > 0)
         fi = (glob / glob.sum().clamp_min(1e-12)).float().cpu().numpy()
         rows = torch.cat(sample_rows).numpy() if sample_rows else np.zeros((0, D), np.float32)
         idx = np.concatenate(sample_idx) if sample_idx else np.zeros(0, np.int64)
         score = np.concatenate(sample_score) if sample_score else np.zeros(0)
         groups = (by if by is not None else logits_np.argmax(1))[idx] if idx.size else idx
         keep = np.sort(first_per_group(groups, score, cells_per_class))
-        expl = Explanation(class_scores=per_class, global_importance=fi, cell_masks=rows[keep], cell_index=idx[keep],
-                           kind="tabnet_mask", extra={"class_mean_mask": mean, "class_n": class_n.cpu().numpy()})
+        expl = Explanation(class_scores=mean, global_importance=fi, cell_masks=rows[keep], cell_index=idx[keep],
+                           kind="tabnet_mask", extra={"display_scores": per_gene, "class_n": class_n.cpu().numpy()})
         return logits_np, emb_np, expl
 
     def explain(self, X: Any, by: np.ndarray) -> Explanation:

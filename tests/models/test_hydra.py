@@ -11,7 +11,8 @@ from scapp.data.preprocess import PreprocessConfig, Recipe
 from scapp.data.split import stratified_split
 from scapp.data.validate import get_labels
 from scapp.errors import ConfigError
-from scapp.models.base import FitData, Progress
+from scapp.models.base import FitData
+from scapp.train.trainer import Trainer
 from scapp.models.hydra import (HydraConfig, HydraModel, SBatchNorm, StackedVAE, balance_target,
                                 class_sampling_probs)
 from scapp.tensors import DeviceMatrix
@@ -21,11 +22,11 @@ SMALL = dict(n_models=4, max_epochs=12, refine_epochs=3, ig_cells_per_class=12, 
 
 
 @pytest.fixture(scope="module")
-def pancreas(shared_data):
+def pancreas(shared_file):
     """700 real pancreas cells (8 types), 600 variable genes after Hydra's gene filter and scaling."""
     import anndata as ad
 
-    a = ad.read_h5ad(shared_data / "mouse_pancreas_endocrinogenesis.h5ad")
+    a = ad.read_h5ad(shared_file("mouse_pancreas_endocrinogenesis.h5ad"))
     a = a[np.sort(np.random.default_rng(0).choice(a.n_obs, 700, replace=False))].copy()
     y, classes, _ = get_labels(a, "cell_type")
     split = stratified_split(y, seed=0)
@@ -38,15 +39,17 @@ def pancreas(shared_data):
 def _fit(data, events=None, **opts):
     X, y, classes, split, _ = data
     m = HydraModel(HydraConfig(**{**SMALL, **opts}), n_features=X.shape[1], classes=classes)
-    m.fit(FitData(X[split.train], y[split.train]), FitData(X[split.valid], y[split.valid]),
-          Progress(events.append if events is not None else None))
-    return m
+    trainer = Trainer(events.append if events is not None else None)
+    m.fit(FitData(X[split.train], y[split.train]), FitData(X[split.valid], y[split.valid]), trainer)
+    return m, trainer
 
 
 @pytest.fixture(scope="module")
 def trained(pancreas):
     events: list[dict] = []
-    return _fit(pancreas, events), events
+    model, trainer = _fit(pancreas, events)
+    model.test_trainer = trainer
+    return model, events
 
 
 # -- schedule and balancing ---------------------------------------------------------------------
@@ -165,7 +168,7 @@ def test_fit_runs_every_phase_and_reports_it(trained, pancreas):
     assert all("epoch" in e for e in events)
     prog = [e["progress"] for e in events]
     assert prog == sorted(prog) and prog[-1] == 1.0
-    assert model.best_epoch is not None and model.mlp is not None
+    assert model.test_trainer.best_epoch is not None and model.mlp is not None
     assert set(model.fit_info["timings"]) == {"vae_s", "balance_s", "refine_s", "ig_s", "mlp_s"}
     # the annotation ensemble reads only the union of the classes' top IG features
     assert model.selected.size <= len(model.classes) * model.config.top_genes
@@ -203,7 +206,7 @@ def test_ig_is_deterministic_and_complete(trained, pancreas):
     assert ex.kind == "integrated_gradients"
     assert ex.class_scores.shape == (len(model.classes), pancreas[0].shape[1])
     assert float(ex.extra["ig_completeness_rel_error"][0]) < 0.01
-    again = _fit(pancreas)  # same seed, same data: the same markers, bit for bit
+    again, _ = _fit(pancreas)  # same seed, same data: the same markers, bit for bit
     assert np.array_equal(again.ig_scores, model.ig_scores)
     X, y, _, split, _ = pancreas
     a = model.integrated_gradients(X[split.train], y[split.train], cells_per_class=5, seed=3)
@@ -228,8 +231,9 @@ def test_stop_request_keeps_a_usable_model(pancreas):
         return calls["n"] > 12  # a few epochs of the VAE, before refinement
 
     m = HydraModel(HydraConfig(**SMALL), n_features=X.shape[1], classes=classes)
-    m.fit(FitData(X[split.train], y[split.train]), FitData(X[split.valid], y[split.valid]), Progress(should_stop=stop))
-    assert m.stopped_by_user and m.mlp is None and m.best_epoch is not None
+    trainer = Trainer(should_stop=stop)
+    m.fit(FitData(X[split.train], y[split.train]), FitData(X[split.valid], y[split.valid]), trainer)
+    assert trainer.stopped and m.mlp is None and trainer.best_epoch is not None
     p = m.predict_proba(X[:20])
     assert np.allclose(p.sum(1), 1, atol=1e-5)
     ex = m.explain(X[split.train], y[split.train])  # falls back to IG of the VAE's heads
@@ -247,16 +251,16 @@ def test_modalities_must_add_up_to_the_features():
     X = np.zeros((4, 10), np.float32)
     with pytest.raises(ConfigError, match="add up"):
         m.fit(FitData(X, np.array([0, 1, 0, 1]), extra={"modalities": [("rna", 6), ("protein", 3)]}),
-              FitData(X, np.array([0, 1, 0, 1])), Progress())
+              FitData(X, np.array([0, 1, 0, 1])), Trainer())
 
 
 # -- multimodal: RNA + protein --------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def marrow(shared_data):
+def marrow(shared_file):
     """900 real bone-marrow cells with their antibody (ADT) counts in obsm['protein_counts']."""
     import anndata as ad
 
-    a = ad.read_h5ad(shared_data / "bonemarrow_triana2021_abseq_multimodal.h5ad")
+    a = ad.read_h5ad(shared_file("bonemarrow_triana2021_abseq_multimodal.h5ad"))
     return a[np.sort(np.random.default_rng(0).choice(a.n_obs, 900, replace=False))].copy()
 
 

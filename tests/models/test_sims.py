@@ -6,7 +6,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from scapp.models.base import FitData, Progress
+from scapp.models.base import FitData
+from scapp.train.trainer import Trainer
 from scapp.models.sims import SIMSConfig, SIMSModel, auto_batch_size
 from scapp.tensors import DeviceMatrix, batch_slices
 
@@ -53,18 +54,21 @@ def test_stop_request_ends_training_and_keeps_best():
         calls["n"] += 1
         return calls["n"] > 8  # a few batches into epoch 2+
 
-    m.fit(FitData(X[:500], y[:500]), FitData(X[500:], y[500:]), Progress(should_stop=stop))
-    assert m.stopped_by_user
-    assert len(m.history) < 50
+    trainer = Trainer(should_stop=stop)
+    m.fit(FitData(X[:500], y[:500]), FitData(X[500:], y[500:]), trainer)
+    assert trainer.stopped
+    assert len(trainer.history) < 50
 
 
 def test_explain_aggregates_by_class_without_dense_cells_by_genes():
     X, y = _toy()
     m = SIMSModel(SIMSConfig(max_epochs=3), n_features=X.shape[1], classes=["a", "b", "c"])
-    m.fit(FitData(X[:500], y[:500]), FitData(X[500:], y[500:]), Progress())
+    m.fit(FitData(X[:500], y[:500]), FitData(X[500:], y[500:]), Trainer())
     logits, emb, ex = m.infer(X, by=y, cells_per_class=7)
     assert ex.class_scores.shape == (3, 60)
-    assert np.allclose(ex.class_scores.max(0)[ex.class_scores.max(0) > 0], 1)  # columns divided by their max
+    assert np.allclose(ex.class_scores.sum(1), 1, atol=1e-4)  # class mean of row-normalized masks
+    shown = ex.extra["display_scores"]  # heatmap colour: each gene divided by its maximum over classes
+    assert np.allclose(shown.max(0)[shown.max(0) > 0], 1)
     assert ex.cell_masks.shape[0] == 21 and np.bincount(y[ex.cell_index]).tolist() == [7, 7, 7]
     assert np.allclose(ex.cell_masks.sum(1), 1, atol=1e-4)  # row-normalized explain rows
     assert np.allclose(logits, m.predict_logits(X), atol=1e-5)

@@ -1,0 +1,182 @@
+"""The model registry: one declared entry per method, and the only place model names are spelled out.
+
+Everything that lists or chooses methods derives from ``REGISTRY``: the CLI's
+``--model`` choices, the Model page's cards, presets and option form, the
+Explore page's panels (from ``capabilities``), the engine's data path (raw
+counts or log input, labels needed or not) and the contract tests. Adding a
+method is its module under ``scapp/models/`` plus one ``ModelSpec`` here.
+
+The class is named as ``"module:Class"`` and imported on first use, so pages
+that only show the cards never import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from scapp.errors import ConfigError
+from scapp.models.base import (  # noqa: F401 - the interface, re-exported for the engine and the trainer
+    Explanation,
+    FitData,
+    Phase,
+    PhaseResult,
+    ScappModel,
+    StepOutput,
+    TrainerAPI,
+    config_from_dict,
+)
+
+EXPLAIN_KINDS = ("tabnet_mask", "integrated_gradients", "coefficient")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a method does and needs; the engine, the CLI and the pages read only this, never the name."""
+
+    classifies: bool = True
+    embeds: bool = False
+    explain_kind: str | None = None
+    """How its per-class gene scores are made (one of ``EXPLAIN_KINDS``), None when it has none."""
+    denoises: bool = False
+    pretrains: bool = False
+    needs_raw_counts: bool = False
+    """True: the model receives integer counts of its genes (a count likelihood); False: log1p-normalized input."""
+    needs_labels: bool = True
+    """False: cells without a label are kept for training (pretraining, autoencoders)."""
+    modalities: tuple[str, ...] = ("rna",)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One method: its class, what the Model page says about it, its presets and its capabilities."""
+
+    name: str
+    cls_path: str | None
+    """``"package.module:Class"``; None for a method announced but not built yet."""
+    title: str
+    paper: str
+    about: str
+    capabilities: Capabilities
+    presets: dict[str, dict[str, Any]] = field(default_factory=lambda: {"fast": {}, "default": {}, "thorough": {}})
+    main_options: tuple[str, ...] = ()
+    """The options the Model page shows first; the rest keep the paper defaults (settable from a JSON config)."""
+    explain_heading: str = "**Gene scores per cell type**"
+    seconds_per_1k: dict[str, float] = field(default_factory=dict)
+    """Rough CPU cost on a 2-core machine per 1,000 cells, per preset (bench/RESULTS.md)."""
+    gpu_speedup: float = 1.0
+
+    @property
+    def available(self) -> bool:
+        return self.cls_path is not None
+
+    def load(self) -> type[ScappModel]:
+        if self.cls_path is None:
+            msg = (f"Model {self.name!r} is not available in this version of scapp yet; "
+                   f"available: {', '.join(available())}.")
+            raise ConfigError(msg)
+        module, cls = self.cls_path.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add (or replace) a method; its name must be a plain identifier (it names run folders and CLI choices)."""
+    if not spec.name.isidentifier():
+        msg = f"Model names are identifiers, not {spec.name!r}."
+        raise ValueError(msg)
+    if spec.capabilities.explain_kind not in (None, *EXPLAIN_KINDS):
+        msg = f"Unknown explain_kind {spec.capabilities.explain_kind!r}; one of {EXPLAIN_KINDS}."
+        raise ValueError(msg)
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        msg = f"Unknown model {name!r}; available: {', '.join(available())}."
+        raise ConfigError(msg) from None
+
+
+def get_model_class(name: str) -> type[ScappModel]:
+    """The class of ``name``; a method not built yet gets a clear 'not yet' message."""
+    return get_spec(name).load()
+
+
+def available() -> tuple[str, ...]:
+    return tuple(n for n, s in REGISTRY.items() if s.available)
+
+
+def names() -> tuple[str, ...]:
+    """Every registered name, built or announced (the CLI accepts all and explains the announced ones)."""
+    return tuple(REGISTRY)
+
+
+# -- the methods --------------------------------------------------------------------------------------------------
+register(ModelSpec(
+    name="sims", cls_path="scapp.models.sims:SIMSModel",
+    title="SIMS — TabNet with gene masks",
+    paper="Gonzalez-Ferrer et al., SIMS: scalable, interpretable modelling for single-cell RNA-seq (thesis)",
+    about=("A deep classifier that, for every cell, picks a small set of genes to look at in a few "
+           "steps (sparse attention masks). The masks are its explanation: which genes each prediction "
+           "used, per cell and per cell type. Strong on large, well-labelled references."),
+    capabilities=Capabilities(classifies=True, embeds=True, explain_kind="tabnet_mask"),
+    presets={"fast": {"max_epochs": 40, "early_stopping_patience": 5}, "default": {},
+             "thorough": {"n_d": 32, "n_a": 32, "early_stopping_patience": 20}},
+    main_options=("max_epochs", "lr", "early_stopping_patience", "n_d", "n_a", "n_steps", "lambda_sparse"),
+    explain_heading="**Genes each cell type's predictions used** (TabNet attention masks)",
+    # SIMS ≈ 30–60 epochs at ~2–4k cells/s on 2 cores
+    seconds_per_1k={"fast": 8.0, "default": 15.0, "thorough": 45.0}, gpu_speedup=10.0,
+))
+register(ModelSpec(
+    name="logreg", cls_path="scapp.models.logreg:LogRegModel",
+    title="Logistic regression (CellTypist-style baseline)",
+    paper="Domínguez Conde et al., Science 2022 (CellTypist)",
+    about=("One linear score per cell type over scaled log-expression. Trains in seconds, hard to beat "
+           "on small data; its coefficients are readable marker weights. Use it as the yardstick."),
+    capabilities=Capabilities(classifies=True, embeds=False, explain_kind="coefficient"),
+    presets={"fast": {"max_iter": 200}, "default": {}, "thorough": {"max_iter": 3000}},
+    main_options=("max_iter",),
+    explain_heading="**Marker weights per cell type** (logistic-regression coefficients)",
+    seconds_per_1k={"fast": 0.3, "default": 0.5, "thorough": 1.0},
+))
+register(ModelSpec(
+    name="hydra", cls_path="scapp.models.hydra:HydraModel",
+    title="Hydra — VAE ensemble with synthetic balancing",
+    paper=("Wagle et al., Interpretable deep generative ensemble learning for single-cell omics with Hydra "
+           "(bioRxiv 2025)"),
+    about=("A variational autoencoder learns a compact picture of every cell while 25 small heads learn "
+           "the cell types. Rare types are topped up with cells the autoencoder generates, 25 copies are "
+           "fine-tuned on their own balanced sets, and Integrated Gradients then ranks, per cell type, the "
+           "genes (and proteins, when given) that drive each copy's decision: the marker lists. A final "
+           "ensemble of 25 small networks, reading only those marker genes, annotates the cells and "
+           "averages its probabilities. Slower than the others on a CPU; best when you want markers and "
+           "help for rare types."),
+    capabilities=Capabilities(classifies=True, embeds=True, explain_kind="integrated_gradients",
+                              modalities=("rna", "protein")),
+    presets={"fast": {"n_models": 5, "max_epochs": 20, "refine_epochs": 10, "ig_cells_per_class": 50},
+             "default": {}, "thorough": {"refine_epochs": 50, "ig_cells_per_class": 2000}},
+    main_options=("max_epochs", "n_models", "refine_epochs", "lr", "ig_cells_per_class", "balance",
+                  "dynamic_sampling"),
+    explain_heading=("**Integrated-Gradients markers per cell type** (mean |IG| × sign of the log fold change, "
+                     "consensus of the ensemble)"),
+    # bench/hydra_markers.py: fast ≈ 7 s/1k (pancreas 3.7k cells, 25 s); default (25 models, 30 refinement
+    # epochs, IG on ≤500 cells/class) ≈ 170 s/1k (pbmc3k 2.6k cells, 441 s)
+    seconds_per_1k={"fast": 7.0, "default": 170.0, "thorough": 400.0},
+))
+register(ModelSpec(
+    name="zipo", cls_path=None, title="ZiPo — zero-inflated count autoencoder", paper="ZiPo paper",
+    about="Denoises counts, predicts library size and gives a sparse, interpretable latent space. Coming.",
+    capabilities=Capabilities(classifies=False, embeds=True, denoises=True, needs_raw_counts=True,
+                              needs_labels=False),
+))
+register(ModelSpec(
+    name="ssl", cls_path=None, title="Self-supervised pretraining", paper="SSL review",
+    about="Masked-autoencoder pretraining on unlabelled cells, then fine-tuning. Coming.",
+    capabilities=Capabilities(classifies=True, embeds=True, pretrains=True, needs_labels=False),
+))
