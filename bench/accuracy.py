@@ -50,7 +50,6 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path,
                        device="auto", valid_frac=0.15 if cross else 0.10, test_frac=0.15 if cross else 0.20)
     run = workdir / f"{task.replace('>', '').replace('+', '_')}-{model}-{seed}"
     run.mkdir(parents=True)
-    (run / "artifacts").mkdir()
     t0 = time.monotonic()
     res = run_training(req, run)
     secs = time.monotonic() - t0

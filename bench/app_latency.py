@@ -146,9 +146,9 @@ def trained_run(data: Path, model: str, runs_dir: Path) -> tuple[Path, float | N
 
     runs_dir.mkdir(parents=True, exist_ok=True)
     for r in sorted(runs_dir.iterdir()):
-        cfg = r / "config.json"
-        if cfg.exists() and (runs.read_status(r) or {}).get("state") == "finished":
-            c = runs.read_json(cfg)
+        store = runs.RunStore(r)
+        if r.is_dir() and (store.status() or {}).get("state") == "finished":
+            c = store.config(missing_ok=True) or {}
             if c.get("model") == model and Path(c.get("data", "")).name == data.name:
                 return r, None
     t0 = time.perf_counter()
@@ -265,8 +265,9 @@ def main() -> None:
             data = resampled_dataset(n, work)
             run, t_train = trained_run(data, model, work / f"runs_{n}")
             if not a.keep_map:
-                for f in (run / "artifacts").glob("umap*"):
-                    f.unlink()
+                from scapp.runs import RunStore
+
+                RunStore(run).delete_cell_maps()
             load0 = os.getloadavg()[0]
             r = big_session(b, data, run, shot=Path(a.shots) / f"app_latency_explore_{n}.png")
             print(f"\n## {n:,} cells, {model} run {run.name}" + (f" (trained in {t_train:.0f} s)" if t_train else "")

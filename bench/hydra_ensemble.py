@@ -29,8 +29,9 @@ def main() -> None:
     from scapp.data.preprocess import PreprocessConfig, Recipe
     from scapp.data.split import stratified_split
     from scapp.data.validate import get_labels
-    from scapp.models.base import FitData, Progress
+    from scapp.models.base import FitData
     from scapp.models.hydra import HydraConfig, HydraModel
+    from scapp.train.trainer import Trainer
 
     adata = ad.read_h5ad(DATA / "mouse_pancreas_endocrinogenesis.h5ad")
     codes, classes, _ = get_labels(adata, "cell_type")
@@ -48,7 +49,7 @@ def main() -> None:
                           seed=0)
         model = HydraModel(cfg, n_features=X.shape[1], classes=classes, device=a.device)
         model.fit(FitData(X[split.train], codes[split.train]), FitData(X[split.valid], codes[split.valid]),
-                  Progress())
+                  Trainer())
         t[m] = model.fit_info["timings"]
         print(f"| {m} | {t[m]['refine_s']:.1f} | {t[m]['ig_s']:.1f} | {t[m]['mlp_s']:.1f} | "
               f"{t[m]['refine_s'] / m:.2f} |", flush=True)

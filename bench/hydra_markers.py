@@ -43,7 +43,7 @@ def run_task(task: str, options: dict, seed: int, workdir: Path) -> dict:
     req = TrainRequest(data=str(DATA / spec["data"]), label=spec["label"], model="hydra", seed=seed, device="auto",
                        model_config=options, protein_key=spec.get("protein_key"))
     run = workdir / task.replace("+", "_")
-    (run / "artifacts").mkdir(parents=True)
+    run.mkdir(parents=True)
     t0 = time.monotonic()
     res = run_training(req, run)
     wall = time.monotonic() - t0

@@ -12,6 +12,7 @@ Each measurement runs in a fresh subprocess so peak RSS is its own.
 
     python bench/throughput.py                 # 10k and 100k on this machine
     python bench/throughput.py --sizes 1000000 --device cuda
+    python bench/throughput.py --compare-with ../before   # also time another checkout's scapp (engine cost)
 """
 
 from __future__ import annotations
@@ -51,8 +52,13 @@ def _data(n: int):
 def worker_scapp(n: int, device: str, epochs: int) -> dict:
     import numpy as np
 
-    from scapp.models.base import FitData, Progress
+    from scapp.models.base import FitData
     from scapp.models.sims import SIMSConfig, SIMSModel
+
+    try:
+        from scapp.train.trainer import Trainer as driver  # the shared engine
+    except ImportError:  # an older checkout (--compare-with): the model's own loop
+        from scapp.models.base import Progress as driver
 
     counts, recipe, y, classes = _data(n)
     t0 = time.perf_counter()
@@ -65,7 +71,7 @@ def worker_scapp(n: int, device: str, epochs: int) -> dict:
     cfg = SIMSConfig(max_epochs=epochs, early_stopping_patience=10**6)
     model = SIMSModel(cfg, n_features=Xp.shape[1], classes=classes, device=device)
     t0 = time.perf_counter()
-    model.fit(FitData(Xp[tr], y[tr]), FitData(Xp[va], y[va]), Progress())
+    model.fit(FitData(Xp[tr], y[tr]), FitData(Xp[va], y[va]), driver())
     if device == "cuda":
         import torch
 
@@ -78,7 +84,7 @@ def worker_scapp(n: int, device: str, epochs: int) -> dict:
     pred_s = time.perf_counter() - t0
     acc = float((logits.argmax(1) == y).mean())
     return {"impl": "scapp", "n_cells": n, "train_cells_per_s": len(tr) * epochs / fit_s, "fit_s": fit_s,
-            "epochs": epochs, "batch_size": model.batch_size_used, "predict_s": pred_s,
+            "epochs": epochs, "batch_size": getattr(model, "batch_size_used", None) or model.fit_info["batch_size"], "predict_s": pred_s,
             "predict_cells_per_s": n / pred_s, "preprocess_s": prep_s, "peak_rss_gib": _peak_rss_gib(),
             "train_accuracy_resampled": acc}
 
@@ -130,8 +136,10 @@ def worker_reference(n: int, device: str, batches: int) -> dict:
             "batches_timed": batches, "peak_rss_gib": _peak_rss_gib()}
 
 
-def _spawn(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+def _spawn(args: list[str], root: str | None = None) -> dict:
+    """One measurement in a fresh process; ``root``: import scapp from that checkout instead of this one."""
+    extra = ["--scapp-root", root] if root else []
+    out = subprocess.run([sys.executable, __file__, *args, *extra], capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -145,7 +153,11 @@ def main() -> None:
     ap.add_argument("--ref-batches", type=int, default=150)
     ap.add_argument("--worker", choices=["scapp", "reference"])
     ap.add_argument("--n", type=int)
+    ap.add_argument("--compare-with", help="another scapp checkout to time beside this one (same run, same machine)")
+    ap.add_argument("--scapp-root", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.scapp_root:
+        sys.path.insert(0, str(Path(a.scapp_root).resolve()))
     if a.worker == "scapp":
         print(json.dumps(worker_scapp(a.n, a.device, a.epochs)))
         return
@@ -165,6 +177,12 @@ def main() -> None:
               f"{s['train_cells_per_s'] / r['train_cells_per_s']:.1f}× | {s['batch_size']} | {s['predict_s']:.1f} | "
               f"{s['predict_cells_per_s']:,.0f} | {s['peak_rss_gib']:.2f} | {r['peak_rss_gib']:.2f} |", flush=True)
         print(f"    detail: {json.dumps(s)}", flush=True)
+        if a.compare_with:
+            o = _spawn(["--worker", "scapp", "--n", str(n), "--device", a.device, "--epochs", str(a.epochs)],
+                       root=a.compare_with)
+            print(f"    {a.compare_with}: train {o['train_cells_per_s']:,.0f} cells/s, predict {o['predict_s']:.1f} s; "
+                  f"this checkout / that one: train {s['train_cells_per_s'] / o['train_cells_per_s']:.3f}, predict "
+                  f"{o['predict_s'] / s['predict_s']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -145,7 +145,8 @@ def choose_run(*, key: str, finished_only: bool = True) -> Path | None:
 
     df = runs.list_runs(runs_root())
     if finished_only and len(df):
-        df = df[df["state"].isin(["finished", "cancelled"])]
+        # a run cancelled while still queued (or stopped before its first epoch) has no model to show
+        df = df[df["state"].isin(["finished", "cancelled"]) & df["has_model"]]
     if df.empty:
         st.info("No trained run yet: train one on the **Train** page.")
         return None

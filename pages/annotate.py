@@ -81,7 +81,9 @@ res = st.session_state.get("annotation")
 if not res or res[0] != str(run) or res[1] != path:
     st.stop()
 ann = res[2]
-thr = st.slider("Unassigned below confidence", 0.0, 1.0, float(ann.threshold), 0.01, key="annotate-threshold")
+# The default is the run's own threshold, chosen before training (the annotation starts from it).
+thr = st.slider("Unassigned below confidence", 0.0, 1.0, float(loaded.threshold), 0.01,
+                key=f"annotate-threshold-{run.name}", help=f"This run was trained with {loaded.threshold:.2f}.")
 ann.threshold = thr
 un = ann.unassigned(thr)
 st.metric("Unassigned", f"{un.mean():.1%}", help="Cells whose calibrated top probability is below the threshold")

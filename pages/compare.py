@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import streamlit as st
 
@@ -46,7 +45,7 @@ if len(chosen) < 2:
 
 @st.cache_data(show_spinner="Reading the runs…", max_entries=16)
 def _results(run_dir: str, stamp: str) -> dict:
-    return runs.read_results(Path(run_dir))
+    return runs.RunStore(run_dir).results()
 
 
 scope = st.radio("Cells", ["test", "all"], horizontal=True, key="compare-scope",

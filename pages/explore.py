@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import partial
 from pathlib import Path
 
@@ -10,8 +9,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, show_figure
+from pages._ui import choose_run, show_error, show_figure
 from scapp import runs
+from scapp.errors import ScappError
+from scapp.models import get_spec
 
 st.title("Explore")
 run = choose_run(key="explore-run")
@@ -23,17 +24,21 @@ if run is None:
 # of a million-row predictions table on every rerun.
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _tables(run_dir: str, stamp: str) -> dict:
-    r = Path(run_dir)
-    art = r / "artifacts"
+    r = runs.RunStore(run_dir)
+    config = r.config()
+    classifies = get_spec(config["model"]).capabilities.classifies
+    pred = r.predictions()
+    if not classifies:  # an embedding-only run: colour the map by the labels it had, if any
+        pred = pred.assign(true=pred["true"].fillna("(unlabelled)"), pred="—", confidence=np.nan)
     return {
-        "metrics": json.loads((r / "metrics.json").read_text()),
-        "config": json.loads((r / "config.json").read_text()),
-        "per_class": pd.read_csv(art / "per_class_test.csv"),
-        "confusion": pd.read_csv(art / "confusion_test.csv").set_index("true"),
-        "reliability": json.loads((art / "reliability_test.json").read_text()),
-        "history": pd.read_csv(art / "history.csv") if (art / "history.csv").stat().st_size > 1 else pd.DataFrame(),
-        "pred": pd.read_parquet(r / "predictions.parquet"),
-        "genes": (r / "genes.txt").read_text().splitlines(),
+        "metrics": r.metrics(),
+        "config": config,
+        "per_class": r.per_class() if classifies else None,
+        "confusion": r.confusion() if classifies else None,
+        "reliability": r.reliability() if classifies else None,
+        "history": r.history(),
+        "pred": pred,
+        "genes": r.genes(),
     }
 
 
@@ -41,15 +46,15 @@ MAP_SIZES = (20_000, 50_000, 100_000, 200_000)  # cells on the map; a browser dr
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _cell_map(path: str, mtime: float) -> dict[str, np.ndarray]:
+def _cell_map(run_dir: str, n_cells: int, mtime: float) -> dict[str, np.ndarray]:
     """A stored display UMAP (``index`` rows of the predictions, ``umap`` coordinates)."""
-    return runs.read_arrays(Path(path))
+    return runs.RunStore(run_dir).cell_map(n_cells)
 
 
 @st.fragment(run_every=2)
 def _wait_for_map(run: Path, n_cells: int) -> None:
     """Poll the map job; the whole page reruns once its result is there (or it failed)."""
-    state, _ = runs.cell_map_state(run, n_cells)
+    state, _ = runs.RunStore(run).cell_map_state(n_cells)
     if state in ("ready", "failed"):
         st.rerun(scope="app")
     st.info(f"Computing the UMAP of {n_cells:,} cells in the background (once for this run, then kept in it; a "
@@ -62,11 +67,18 @@ def _on_cm_select(run_name: str) -> None:
     st.session_state["explore-pair"] = (run_name, pts[0].get("y"), pts[0].get("x")) if pts else None
 
 
-status = runs.read_status(run) or {}
-t = _tables(str(run), status.get("updated", ""))
+store = runs.RunStore(run)
+try:
+    status = store.status() or {}
+    t = _tables(str(run), status.get("updated", ""))
+except ScappError as e:
+    show_error(e)
+    st.stop()
 m = t["metrics"]
-test = m["test"]
-classes = m["classes"]
+spec = get_spec(t["config"]["model"])
+caps = spec.capabilities
+test = m.get("test") or {}
+classes = m["classes"] or sorted(set(t["pred"]["true"]))
 from scapp.viz import (  # noqa: E402
     class_colors,
     class_f1_bars,
@@ -77,21 +89,29 @@ from scapp.viz import (  # noqa: E402
 )
 
 colors = class_colors(classes)
-c = st.columns(5)
-c[0].metric("Macro F1 (test)", f"{test['macro_f1']:.3f}")
-c[1].metric("Median class F1", f"{test['median_f1']:.3f}")
-c[2].metric("Balanced accuracy", f"{test['balanced_accuracy']:.3f}")
-c[3].metric("Accuracy", f"{test['accuracy']:.3f}")
-c[4].metric("Unassigned at threshold", f"{(test.get('unassigned_frac') or 0):.1%}")
-small = ", ".join(f"{s['class']} (n={s['support']}, recall {s['recall']:.2f})" for s in test["smallest_classes"])
-st.caption(f"{t['config']['model']} on {Path(t['config']['data']).name} · test cells {test['n_cells']:,} · "
-           f"smallest classes: {small}")
+if caps.classifies:
+    c = st.columns(5)
+    c[0].metric("Macro F1 (test)", f"{test['macro_f1']:.3f}")
+    c[1].metric("Median class F1", f"{test['median_f1']:.3f}")
+    c[2].metric("Balanced accuracy", f"{test['balanced_accuracy']:.3f}")
+    c[3].metric("Accuracy", f"{test['accuracy']:.3f}")
+    c[4].metric("Unassigned at threshold", f"{(test.get('unassigned_frac') or 0):.1%}")
+    small = ", ".join(f"{s['class']} (n={s['support']}, recall {s['recall']:.2f})" for s in test["smallest_classes"])
+    st.caption(f"{t['config']['model']} on {Path(t['config']['data']).name} · test cells {test['n_cells']:,} · "
+               f"smallest classes: {small}")
+else:
+    st.caption(f"{spec.title} on {Path(t['config']['data']).name} · {len(t['pred']):,} cells · this method does "
+               "not classify cells: its training curve and latent space are shown.")
 for note in m.get("notes", []):
     st.info(note)
 
 # One view at a time: only the chosen view's figures are built and sent (st.tabs would render them all).
-VIEWS = ["Per class", "Cell map", "Calibration", "Explanations"]
+# Which views a run has follows its method's declared capabilities, never its name.
+VIEWS = [v for v, ok in (("Per class", caps.classifies), ("Cell map", caps.classifies or caps.embeds),
+                         ("Calibration", caps.classifies), ("Training", not caps.classifies),
+                         ("Explanations", caps.explain_kind is not None)) if ok]
 last = st.session_state.get("explore-view-last", VIEWS[0])
+last = last if last in VIEWS else VIEWS[0]
 view = st.segmented_control("View", VIEWS, default=last, key="explore-view", label_visibility="collapsed") or last
 st.session_state["explore-view-last"] = view  # the widget's own state is dropped while another page is shown
 
@@ -117,6 +137,9 @@ if view == "Per class":
         show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training",
                     data=t["history"])
 
+if view == "Training" and len(t["history"]):
+    show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training", data=t["history"])
+
 if view == "Cell map":
     pred = t["pred"]
     n_all = len(pred)
@@ -134,9 +157,9 @@ if view == "Cell map":
                                  format_func=lambda k: f"{k:,}" + (" (all)" if k == n_all else ""),
                                  help="The UMAP is computed once for these cells (a class-stratified sample) and "
                                       "kept in the run; more cells take minutes to compute the first time.")
-    if not (run / "artifacts" / "embedding.safetensors").exists():
+    if not store.has_embedding:
         st.caption("This model has no latent space: the map is a UMAP of its predicted class probabilities.")
-    map_state, map_error = runs.cell_map_state(run, n_map)
+    map_state, map_error = store.cell_map_state(n_map)
     if map_state == "missing":
         from scapp.train.job import start_cell_map
 
@@ -145,13 +168,16 @@ if view == "Cell map":
     if map_state == "failed":
         st.error(map_error, icon=":material/error:")
         if st.button("Try again", key="explore-map-retry"):
-            runs.cell_map_path(run, n_map).with_suffix(".error").unlink(missing_ok=True)
+            store.clear_cell_map_error(n_map)
             st.rerun()
     elif map_state == "running":
         _wait_for_map(run, n_map)
     else:
-        map_path = runs.cell_map_path(run, n_map)
-        cmap = _cell_map(str(map_path), map_path.stat().st_mtime)
+        try:
+            cmap = _cell_map(str(run), n_map, store.cell_map_path(n_map).stat().st_mtime)
+        except ScappError as e:
+            show_error(e)
+            st.stop()
         idx, coords = cmap["index"], cmap["umap"]
         sub = pred.iloc[idx].reset_index(drop=True)
         sampled = len(idx) < n_all
@@ -200,16 +226,15 @@ if view == "Calibration":
                 data=pd.concat([pd.DataFrame(rel[k]).assign(calibration=k) for k in ("before", "after")]))
 
 
-def _dotplot(run: Path, classes: list[str]) -> None:
-    """Expression of each class's top genes (artifacts/dotplot.csv, written by training since the dot plot exists)."""
+def _dotplot(store: runs.RunStore, classes: list[str]) -> None:
+    """Expression of each class's top genes (saved by training since the dot plot exists)."""
     from scapp.viz import expression_dotplot
 
-    path = run / "artifacts" / "dotplot.csv"
-    if not path.exists():
+    df = store.dotplot()
+    if df is None:
         st.info("The expression dot plot is not available for this run (trained before scapp saved it); "
                 "train the run again to get it.")
         return
-    df = pd.read_csv(path, dtype={"class": str, "gene": str, "top_for": str})
     picks = df.drop_duplicates("gene")  # genes in pick order, each with the class it is a top gene of
     most = int(picks["top_for"].value_counts().max())
     n = st.slider("Top genes per class", 1, most, min(3, most), key="explore-dot-n") if most > 1 else 1
@@ -221,10 +246,10 @@ def _dotplot(run: Path, classes: list[str]) -> None:
     scaled = st.toggle("Scale colour per gene", value=True, key="explore-dot-scale")
     show_figure(expression_dotplot(mean, frac, standard_scale="gene" if scaled else None,
                                    title="Do the top genes mark their class? Expression per class"),
-                key="explore-dot", name=f"{run.name}-dotplot", data=df)
+                key="explore-dot", name=f"{store.id}-dotplot", data=df)
 
 
-def _markers(run: Path, classes: list[str], class_scores: np.ndarray, features: list[str], test: dict,
+def _markers(store: runs.RunStore, classes: list[str], class_scores: np.ndarray, features: list[str], test: dict,
              per_class: pd.DataFrame) -> None:
     """The model's markers beside Wilcoxon markers and the user's own list; rare vs common classes."""
     from scapp.explain.markers import (
@@ -240,15 +265,14 @@ def _markers(run: Path, classes: list[str], class_scores: np.ndarray, features: 
                 "balancing should lift the left bars without costing the right ones.")
     show_figure(rare_common_recall(per_class, colors=class_colors(classes), accuracy=test["accuracy"],
                                    balanced_accuracy=test["balanced_accuracy"]),
-                key="explore-rare", name=f"{run.name}-rare-common", data=per_class)
+                key="explore-rare", name=f"{store.id}-rare-common", data=per_class)
     model_full = marker_table(class_scores, classes, features, top=len(features))
-    ref_path = run / "artifacts" / "reference_markers.csv"
-    if ref_path.exists():
-        ref = pd.read_csv(ref_path, dtype={"class": str, "gene": str})
+    ref = store.reference_markers()
+    if ref is not None:
         ov = marker_overlap(model_full, ref, tops=(50, 100, 200))
         st.markdown("**Do the model's markers agree with a Wilcoxon test?** Jaccard overlap of each class's top "
                     "genes with scanpy `rank_genes_groups` (one-vs-rest, log-normalized training cells).")
-        show_figure(marker_overlap_bars(ov), key="explore-overlap", name=f"{run.name}-marker-overlap", data=ov)
+        show_figure(marker_overlap_bars(ov), key="explore-overlap", name=f"{store.id}-marker-overlap", data=ov)
         nov = novel_genes(model_full, ref, top=20, reference_top=200)
         with st.expander(f"Novel genes: in a class's model top 20 but not in its Wilcoxon top 200 ({len(nov)})"):
             st.dataframe(nov, hide_index=True, use_container_width=True)
@@ -276,23 +300,25 @@ def _markers(run: Path, classes: list[str], class_scores: np.ndarray, features: 
 if view == "Explanations":
     from scapp.viz import cell_explain_bar, class_gene_heatmap, gene_importance_bar
 
-    ex_path = run / "artifacts" / "explain.safetensors"
-    ex = runs.read_arrays(ex_path) if ex_path.exists() else {}
-    gi = pd.read_csv(run / "artifacts" / "global_importance.csv")
-    features = t["genes"] if len(t["genes"]) == ex.get("class_scores", np.zeros((0, 0))).shape[-1] else gi["gene"].tolist()
-    signed = bool((ex.get("class_scores", np.zeros(1)) < 0).any())  # logreg weights, Hydra's IG × sign(LFC)
-    heading = {"sims": "**Genes each cell type's predictions used** (TabNet attention masks)",
-               "hydra": "**Integrated-Gradients markers per cell type** (mean |IG| × sign of the log fold change, "
-                        "consensus of the ensemble)",
-               "logreg": "**Marker weights per cell type** (logistic-regression coefficients)"}
-    st.markdown(heading.get(t["config"]["model"], "**Gene scores per cell type**"))
+    try:
+        ex = store.explain()
+        gi = store.global_importance()
+    except ScappError as e:
+        show_error(e)
+        st.stop()
+    features = t["genes"] if len(t["genes"]) == ex["class_scores"].shape[-1] else gi["gene"].tolist()
+    signed = bool((ex["class_scores"] < 0).any())  # logreg weights, Hydra's IG × sign(LFC)
+    st.markdown(spec.explain_heading)
     top = st.slider("Top genes", 10, 100, 40, 5, key="explore-topgenes")
-    show_figure(class_gene_heatmap(ex["class_scores"], classes, features, top=top, signed=signed),
+    # Genes are ranked by class_scores; a method may give the heatmap a colour scale of its own (SIMS: each gene
+    # divided by its maximum over classes, so a gene's colour shows which class uses it most).
+    shown = ex.get("display_scores", ex["class_scores"])
+    show_figure(class_gene_heatmap(shown, classes, features, top=top, signed=signed, rank_by=ex["class_scores"]),
                 key="explore-heat", name=f"{run.name}-class-genes",
                 data=pd.DataFrame(ex["class_scores"].T, index=pd.Index(features, name="gene"), columns=classes)
                 .reset_index())
-    _dotplot(run, classes)
-    _markers(run, classes, ex["class_scores"], features, test, t["per_class"])
+    _dotplot(store, classes)
+    _markers(store, classes, ex["class_scores"], features, test, t["per_class"])
     show_figure(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), key="explore-gi",
                 name=f"{run.name}-gene-importance", data=gi)
     if "cell_masks" in ex and len(ex["cell_masks"]):
@@ -303,5 +329,6 @@ if view == "Explanations":
             mask = ex["cell_masks"][rows[pick]]
             show_figure(cell_explain_bar(features, mask), key="explore-cellbar", name=f"{run.name}-cell-explain",
                         data=pd.DataFrame({"gene": features, "score": mask}))
-    st.download_button("Marker table (CSV)", (run / "artifacts" / "markers.csv").read_bytes(),
-                       file_name=f"{run.name}-markers.csv", key="explore-dl-markers")
+    st.download_button("Marker table (CSV)", lambda: store.markers().to_csv(index=False),
+                       file_name=f"{run.name}-markers.csv", mime="text/csv", key="explore-dl-markers",
+                       on_click="ignore")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import load_current
-from scapp.models import AVAILABLE
-from scapp.models.presets import METHODS, PRESETS, OPTION_LABELS, estimate_seconds, option_defaults
+from pages._ui import device_label, load_current
+from scapp.models import REGISTRY, get_spec
+from scapp.models.presets import OPTION_LABELS, estimate_seconds, option_defaults
 
 st.title("Model")
 loaded = None
@@ -17,12 +17,12 @@ except Exception:  # noqa: BLE001 - the Data page shows the reason
 n_cells = loaded[1].n_cells if loaded else 3000
 
 cols = st.columns(3)
-for i, (name, meta) in enumerate(METHODS.items()):
+for i, (name, spec) in enumerate(REGISTRY.items()):
     with cols[i % 3].container(border=True):
-        st.markdown(f"#### {meta['title']}")
-        st.write(meta["about"])
-        st.caption(meta["paper"])
-        if name in AVAILABLE:
+        st.markdown(f"#### {spec.title}")
+        st.write(spec.about)
+        st.caption(spec.paper)
+        if spec.available:
             if st.button("Use this model", key=f"model-pick-{name}",
                          type="primary" if st.session_state.get("model", "sims") == name else "secondary"):
                 st.session_state["model"] = name
@@ -30,18 +30,18 @@ for i, (name, meta) in enumerate(METHODS.items()):
             st.button("Coming", key=f"model-pick-{name}", disabled=True)
 
 model = st.session_state.setdefault("model", "sims")
-st.subheader(f"Settings for {METHODS[model]['title']}")
-gpu = "GPU" in st.session_state.get("device_label", "")
+spec = get_spec(model)
+st.subheader(f"Settings for {spec.title}")
+gpu = device_label().startswith("GPU")
 labels = {p: f"{p} (~{estimate_seconds(model, p, n_cells, gpu=gpu) / 60:.1f} min on {n_cells:,} cells)"
-          for p in PRESETS[model]}
-preset = st.radio("Preset", list(PRESETS[model]), index=list(PRESETS[model]).index(
-    st.session_state.get("preset", "default")) if st.session_state.get("preset") in PRESETS[model] else 1,
+          for p in spec.presets}
+preset = st.radio("Preset", list(spec.presets), index=list(spec.presets).index(
+    st.session_state.get("preset", "default")) if st.session_state.get("preset") in spec.presets else 1,
     format_func=labels.get, horizontal=True, key="model-preset")
 st.session_state["preset"] = preset
 
 with st.form("model-advanced"):
     st.markdown("**Advanced**")
-    opts = dict(PRESETS[model][preset])
     overrides: dict = {}
     c = st.columns(4)
     seed = c[0].number_input("Seed", 0, 10_000, st.session_state.get("seed", 0), key="model-seed")

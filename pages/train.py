@@ -10,7 +10,7 @@ import streamlit as st
 from pages._ui import load_current, runs_root, show_error, show_figure
 from scapp import runs
 from scapp.errors import ScappError
-from scapp.models.presets import PRESETS
+from scapp.models.presets import presets
 from scapp.train.engine import TrainRequest
 from scapp.train.job import check_request, escalate_stop, start_job, stop_job
 
@@ -20,7 +20,7 @@ model = st.session_state.get("model", "sims")
 preset = st.session_state.get("preset", "default")
 # advanced settings saved on the Model page belong to the model they were saved for
 saved = st.session_state.get("model_overrides", {}) if st.session_state.get("overrides_model", model) == model else {}
-opts = {**PRESETS.get(model, {}).get(preset, {}), **saved}
+opts = {**presets(model).get(preset, {}), **saved}
 
 if not path or not label:
     st.info("Choose a dataset and its label column on the **Data** page first.")
@@ -72,7 +72,7 @@ def progress(run: Path) -> None:
         st.warning(st_.get("message") or "The run was stopped.")
     elif state == "finished":
         st.success("Finished. Open it on the **Explore** page.")
-    hist = pd.DataFrame(runs.read_jsonl(run / "metrics.jsonl"))
+    hist = pd.DataFrame(runs.RunStore(run).epochs())
     show_figure(training_curves(hist), key="train-curves", name=f"{run.name}-training", data=hist)
     if state in ("finished", "failed", "cancelled"):
         st.session_state["train-last-state"] = state

@@ -22,8 +22,8 @@ from scapp.data.preprocess import Recipe
 from scapp.data.validate import UNASSIGNED, check_counts, empty_cells, get_matrix
 from scapp.errors import RunError
 from scapp.evaluate.calibration import softmax
-from scapp.models import get_model_class
-from scapp.models.base import Explanation, config_from_dict
+from scapp.evaluate.calibration import DEFAULT_THRESHOLD
+from scapp.models.registry import Explanation, ModelSpec, config_from_dict, get_spec
 
 
 @dataclass
@@ -44,36 +44,59 @@ class LoadedRun:
     def run_id(self) -> str:
         return self.path.name
 
+    @property
+    def spec(self) -> ModelSpec:
+        return get_spec(self.config["model"])
+
+    @property
+    def threshold(self) -> float:
+        """The unknown-cell threshold chosen when the run was trained: the default wherever it is applied."""
+        t = self.config.get("threshold")
+        return float(t) if t is not None else DEFAULT_THRESHOLD
+
+    def features(self, Xcounts: Any, adata: ad.AnnData) -> Any:
+        """Model input from counts aligned to the run's genes (and the protein panel of a multimodal run)."""
+        Xp = self.recipe.transform(Xcounts)
+        if self.protein is not None:  # multimodal run: the query needs the same antibody panel
+            from scapp.data.modalities import get_protein, stack
+
+            P, names = get_protein(adata, self.protein.key)
+            Xp = stack(Xp, self.protein.transform(self.protein.align(P, names)))
+        return Xp
+
 
 def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     """Load config, genes, recipe, classes, temperature and weights; refuse unfinished runs."""
-    path = runs.resolve_run(ref)
-    st = runs.read_status(path)
-    if st is None or not st.get("has_model") or not (path / "model.safetensors").exists():
+    store = runs.RunStore.open(ref)
+    st = store.status()
+    if st is None or not st.get("has_model") or not store.has_weights:
         state = (st or {}).get("state", "unknown")
-        msg = f"Run {path.name} has no trained model (state: {state}); pick a finished run."
+        msg = f"Run {store.id} has no trained model (state: {state}); pick a finished run."
         raise RunError(msg)
-    cfg = runs.read_json(path / "config.json")
-    if cfg.get("format_version", 1) > runs.FORMAT_VERSION:
-        msg = f"Run {path.name} was written by a newer scapp; upgrade scapp to use it."
-        raise RunError(msg)
-    genes = (path / "genes.txt").read_text().splitlines()
-    recipe = Recipe.from_dict(runs.read_json(path / "preprocess.json"), genes)
-    classes = runs.read_json(path / "labels.json")["classes"]
-    T = float(runs.read_json(path / "artifacts" / "temperature.json")["temperature"])
-    cls = get_model_class(cfg["model"])
-    protein = None
-    if (path / "protein.json").exists():
-        from scapp.data.modalities import ProteinRecipe
+    cfg = store.config()  # refuses a run of a newer format
+    classes = store.classes()
+    T = store.temperature()
+    prot_dict = store.protein()
+    try:
+        recipe = Recipe.from_dict(store.recipe(), store.genes())
+        protein = None
+        if prot_dict is not None:
+            from scapp.data.modalities import ProteinRecipe
 
-        protein = ProteinRecipe.from_dict(runs.read_json(path / "protein.json"))
+            protein = ProteinRecipe.from_dict(prot_dict)
+    except (KeyError, TypeError, ValueError) as e:
+        msg = (f"Run {store.id}: its preprocessing recipe is incomplete or does not fit its gene list ({e}); "
+               "the run may be damaged.")
+        raise RunError(msg) from e
+    spec = get_spec(cfg["model"])
+    cls = spec.load()
     n_features = len(recipe.features) + (len(protein.names) if protein is not None else 0)
     model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=n_features,
                 classes=classes, device=device)
-    model.load_weights(str(path / "model.safetensors"))
-    imp_path = path / "artifacts" / "global_importance.csv"
-    important = pd.read_csv(imp_path)["gene"].astype(str).head(50).tolist() if imp_path.exists() else []
-    return LoadedRun(path=path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,
+    model.load_weights(str(store.weights_path))
+    important = (store.global_importance()["gene"].astype(str).head(50).tolist()
+                 if spec.capabilities.explain_kind else [])
+    return LoadedRun(path=store.path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,
                      important_genes=important, protein=protein)
 
 
@@ -175,28 +198,56 @@ def check_query(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None,
     return report
 
 
-def annotate(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, threshold: float = 0.5,
+def annotate(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, threshold: float | None = None,
              min_frac: float = 0.5, min_shared: int = 250, explain: bool = True) -> Annotation:
     """Align the query to the model's genes, check it is counts, predict with calibrated probabilities.
 
-    Cells with zero counts over the model's genes get confidence 0, so they are Unassigned.
+    ``threshold`` None: the run's own unknown-cell threshold (chosen before training). Cells with
+    zero counts over the model's genes get confidence 0, so they are Unassigned.
     """
+    if not run.spec.capabilities.classifies:
+        msg = f"Run {run.run_id} ({run.config['model']}) does not classify cells; it cannot annotate a query."
+        raise RunError(msg)
     X = get_matrix(adata, layer)
     check_counts(X, what="The query", layer_hint=True)
     counts, report = align_genes(X, adata.var, run.recipe.genes, important_genes=run.important_genes,
                                  min_frac=min_frac, min_shared=min_shared)
-    Xp = run.recipe.transform(counts)
-    if run.protein is not None:  # multimodal run: the query needs the same antibody panel
-        from scapp.data.modalities import get_protein, stack
-
-        P, names = get_protein(adata, run.protein.key)
-        Xp = stack(Xp, run.protein.transform(run.protein.align(P, names)))
+    Xp = run.features(counts, adata)
     expl = None
-    if explain and hasattr(run.model, "infer"):
+    if explain:
         logits, emb, expl = run.model.infer(Xp)
     else:
         logits, emb = run.model.predict_logits(Xp), run.model.embed(Xp)
     proba = softmax(logits / run.temperature)
     return Annotation(cell_ids=adata.obs_names.astype(str), proba=pd.DataFrame(proba, columns=run.classes),
-                      threshold=threshold, overlap=report, run_id=run.run_id, model=run.config["model"],
-                      embedding=emb, explanation=expl, empty=empty_cells(counts))
+                      threshold=run.threshold if threshold is None else float(threshold), overlap=report,
+                      run_id=run.run_id, model=run.config["model"], embedding=emb, explanation=expl,
+                      empty=empty_cells(counts))
+
+
+def denoise(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, min_frac: float = 0.5,
+            min_shared: int = 250) -> ad.AnnData:
+    """A copy of ``adata`` restricted to the run's genes, with the model's expected counts as
+    ``layers['scapp_denoised']`` (and its latent in ``obsm`` when it has one); for methods that denoise."""
+    caps = run.spec.capabilities
+    if not caps.denoises:
+        from scapp.models.registry import REGISTRY
+
+        which = ", ".join(n for n, s in REGISTRY.items() if s.capabilities.denoises) or "none yet"
+        msg = (f"Run {run.run_id} was trained with {run.config['model']}, which does not denoise counts; "
+               f"methods that do: {which}.")
+        raise RunError(msg)
+    X = get_matrix(adata, layer)
+    check_counts(X, what="The data to denoise", layer_hint=True)
+    counts, report = align_genes(X, adata.var, run.recipe.genes, min_frac=min_frac, min_shared=min_shared)
+    Xp = run.features(counts, adata)
+    genes = run.recipe.features
+    raw = counts if run.recipe.feature_idx is None else counts[:, run.recipe.feature_idx]
+    out = ad.AnnData(X=raw, obs=adata.obs.copy(), var=pd.DataFrame(index=pd.Index(genes)))
+    out.layers["scapp_denoised"] = np.asarray(run.model.denoise(Xp), dtype=np.float32)
+    if caps.embeds:
+        out.obsm[f"X_scapp_{run.config['model']}"] = run.model.embed(Xp)
+    out.uns["scapp"] = {"run_id": run.run_id, "model": run.config["model"], "scapp_version": __version__,
+                        "layer": "scapp_denoised",
+                        "gene_overlap": {k: v for k, v in report.to_dict().items() if v is not None}}
+    return out

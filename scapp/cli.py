@@ -21,7 +21,6 @@ from scapp.errors import ScappError, TrainingCancelled
 
 EXIT_USER = 2
 EXIT_BUG = 1
-MODELS = ("sims", "hydra", "zipo", "ssl", "logreg")
 
 
 def _err(msg: str) -> None:
@@ -32,7 +31,7 @@ def _setup_logging(verbose: bool, logfile: Path | None = None) -> None:
     root = logging.getLogger("scapp")
     root.setLevel(logging.INFO)
     for old in root.handlers:
-        old.close()  # a previous in-process call's train.log FileHandler
+        old.close()  # a previous in-process call's training-log FileHandler
     root.handlers.clear()
     h = logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("%(message)s"))
@@ -73,7 +72,7 @@ def cmd_info(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     from scapp import runs
     from scapp.errors import ConfigError, InputError
-    from scapp.models import get_model_class
+    from scapp.models import get_spec
     from scapp.train.engine import TrainRequest
 
     if not Path(a.data).exists():
@@ -85,7 +84,10 @@ def cmd_train(a: argparse.Namespace) -> int:
                           "and sum below 1.")
     if not 0 <= a.threshold <= 1:
         raise ConfigError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
-    get_model_class(a.model)  # unknown / not-yet models fail before a run folder exists
+    spec = get_spec(a.model)
+    spec.load()  # unknown / not-yet models fail before a run folder exists
+    if spec.capabilities.needs_labels and not a.label:
+        raise ConfigError(f"--label is required: {a.model} learns cell types from an obs column of labels.")
     model_cfg, pp = _load_config_file(a.config)
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
                        device=a.device, seed=a.seed, model_config=model_cfg, preprocess=pp,
@@ -96,29 +98,30 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def cmd_run_job(a: argparse.Namespace) -> int:
-    """Run a job the app queued: its request.json is in the run folder; wait for earlier jobs first."""
+    """Run a job the app queued: its request is stored in the run folder; wait for earlier jobs first."""
     from scapp import runs
     from scapp.train.engine import TrainRequest
     from scapp.train.job import wait_for_turn
 
-    run = runs.resolve_run(a.run)
-    req = TrainRequest.from_dict(runs.read_json(run / "request.json"))
-    runs.write_status(run, "queued", pid=os.getpid())
+    store = runs.RunStore.open(a.run)
+    run = store.path
+    req = TrainRequest.from_dict(store.request())
+    store.write_status("queued", pid=os.getpid())
     if not wait_for_turn(run):
-        runs.write_status(run, "cancelled", message="Removed from the queue before it started.", has_model=False)
+        store.write_status("cancelled", message="Removed from the queue before it started.", has_model=False)
         print(run)
         return 3
     return _execute(req, run, quiet=True)
 
 
 def _execute(req: Any, run: Path, *, quiet: bool) -> int:
-    """Train into ``run``; every way this can end is recorded in status.json."""
+    """Train into ``run``; every way this can end is recorded in the run's status."""
     from scapp import runs
     from scapp.train.engine import run_training
 
     run.mkdir(parents=True, exist_ok=True)
-    (run / "artifacts").mkdir(exist_ok=True)
-    _setup_logging(not quiet, run / "train.log")
+    log_path = runs.RunStore(run).log_path
+    _setup_logging(not quiet, log_path)
     log = logging.getLogger("scapp.cli")
 
     def _term(signum: int, frame: Any) -> None:
@@ -159,7 +162,7 @@ def _execute(req: Any, run: Path, *, quiet: bool) -> int:
                    "or --device cpu.")
             code = EXIT_USER
         else:
-            msg = f"Internal error ({type(e).__name__}: {e}). Details are in {run / 'train.log'}; please report it."
+            msg = f"Internal error ({type(e).__name__}: {e}). Details are in {log_path}; please report it."
             code = EXIT_BUG
         logging.getLogger("scapp").error("%s\n%s", msg, traceback.format_exc())
         runs.write_status(run, "failed", error=msg, has_model=False)
@@ -184,7 +187,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise InputError(f"The output path {out} is a folder; give a file name inside it instead.")
     from scapp.train.device import resolve_device
 
-    if not 0 <= a.threshold <= 1:
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
         raise InputError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
     device = resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
     run = load_run(a.run, device=str(device))
@@ -210,16 +213,9 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 
 def cmd_markers(a: argparse.Namespace) -> int:
-    import pandas as pd
-
     from scapp import runs
-    from scapp.errors import RunError
 
-    run = runs.resolve_run(a.run)
-    path = run / "artifacts" / "markers.csv"
-    if not path.exists():
-        raise RunError(f"Run {run.name} has no marker table (state: {(runs.read_status(run) or {}).get('state')}).")
-    df = pd.read_csv(path)
+    df = runs.RunStore.open(a.run).markers()
     df = df[df["rank"] <= a.top]
     if a.out:
         runs.write_table(Path(a.out), df)
@@ -233,26 +229,42 @@ def cmd_map(a: argparse.Namespace) -> int:
     """UMAP of a class-stratified sample of a run's cells, kept in the run (what Explore's cell map shows)."""
     from scapp import runs
     from scapp.errors import ConfigError, RunError
+    from scapp.evaluate.embedding import compute_cell_map
 
-    run = runs.resolve_run(a.run)
-    if not (run / "predictions.parquet").exists():
-        raise RunError(f"Run {run.name} has no predictions yet (state: {(runs.read_status(run) or {}).get('state')}).")
+    store = runs.RunStore.open(a.run)
+    if not store.has_predictions:
+        raise RunError(f"Run {store.id} has no predictions yet (state: {(store.status() or {}).get('state')}).")
     if a.cells < 20:
         raise ConfigError(f"--cells must be at least 20, not {a.cells}.")
-    path = runs.cell_map_path(run, a.cells)
+    path = store.cell_map_path(a.cells)
     if not path.exists():
-        runs.compute_cell_map(run, a.cells)
+        compute_cell_map(store, a.cells)
     print(path)
     return 0
 
 
 def cmd_denoise(a: argparse.Namespace) -> int:
-    from scapp.errors import ConfigError
+    """Expected counts of every cell under a run whose method denoises, written as a layer of a copy of DATA."""
+    from scapp import runs
+    from scapp.annotate import denoise, load_run
+    from scapp.data import load_dataset
+    from scapp.errors import InputError
+    from scapp.train.device import resolve_device
 
-    raise ConfigError("Denoising needs a ZiPo run, and ZiPo is not available in this version of scapp yet.")
+    if Path(a.out).resolve() == Path(a.data).resolve():
+        raise InputError("The output path is the input file itself; scapp never overwrites its input.")
+    run = load_run(a.run, device=str(resolve_device(a.device)))
+    adata, _ = load_dataset(a.data)
+    out = denoise(run, adata, layer=a.layer)
+    runs.write_atomic(Path(a.out), out.write_h5ad)
+    print(Path(a.out).resolve())
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scapp.models.registry import names
+    from scapp.evaluate.calibration import DEFAULT_THRESHOLD
+
     p = argparse.ArgumentParser(prog="scapp", description="Single-cell annotation and interpretation, headless.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -263,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model; prints the run folder as the last line")
     t.add_argument("data")
-    t.add_argument("--label", required=True, help="obs column with the cell types")
-    t.add_argument("--model", default="sims", choices=MODELS)
+    t.add_argument("--label", help="obs column with the cell types (required by every method that classifies)")
+    t.add_argument("--model", default="sims", choices=names())
     t.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
     t.add_argument("--run-dir", help=argparse.SUPPRESS)  # an existing (queued) run folder made by the app
     t.add_argument("--epochs", type=int, help="maximum epochs (default: the method's)")
@@ -276,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--drop-empty-cells", action="store_true", help="leave out cells with zero counts")
     t.add_argument("--valid-frac", type=float, default=0.15)
     t.add_argument("--test-frac", type=float, default=0.15)
-    t.add_argument("--threshold", type=float, default=0.5, help="confidence below which a cell is Unassigned")
+    t.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help="confidence below which a cell is Unassigned; kept in the run as the default for predict")
     t.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
@@ -286,7 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("query")
     r.add_argument("--out", help="annotated .h5ad to write")
     r.add_argument("--csv", help="CSV of labels, confidence and per-class probabilities")
-    r.add_argument("--threshold", type=float, default=0.5)
+    r.add_argument("--threshold", type=float, default=None,
+                   help="confidence below which a cell is Unassigned (default: the threshold the run was trained with)")
     r.add_argument("--layer")
     r.add_argument("--min-shared", type=int, default=250)
     r.add_argument("--min-frac", type=float, default=0.5)
@@ -314,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("run")
     d.add_argument("data")
     d.add_argument("--out", required=True)
+    d.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=cmd_denoise)
     return p
 

@@ -1,9 +1,21 @@
 """Run folders on disk: the only code that knows their layout (architecture.md).
 
-Every file is written atomically (temporary file in the same folder, then
-``os.replace``), so a reader never sees half a file and a crash never corrupts
-a finished run. Nothing here unpickles: weights are safetensors, the rest is
-JSON, CSV or parquet.
+A run folder is read and written through a :class:`RunStore`, which has one typed
+read/write pair per file; no other module names a file of a run. Every file is
+written atomically (temporary file in the same folder, then ``os.replace``), so a
+reader never sees half a file and a crash never corrupts a finished run. Nothing
+here unpickles: weights are safetensors, the rest is JSON, CSV or parquet.
+
+Every reader raises :class:`~scapp.errors.RunError` naming the run and the file
+when a file the run should have is missing or cannot be read, so the app and the
+CLI show a sentence instead of a traceback. Readers of files that only some runs
+have (an embedding, a protein recipe, files added after a run was trained) return
+None when the file is absent.
+
+Versions: ``FORMAT_VERSION`` is written into ``status`` and ``config``. A change of
+the layout bumps it, and the readers keep opening folders of every earlier version
+(``tests/fixtures/run_v1_logreg`` is a version-1 run checked in for that); a run of
+a newer version is refused with a message to upgrade.
 """
 
 from __future__ import annotations
@@ -15,7 +27,8 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,6 +42,44 @@ FORMAT_VERSION = 1
 STATES = ("queued", "running", "finished", "failed", "cancelled")
 FINAL_STATES = ("finished", "failed", "cancelled")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+_ART = "artifacts"
+LAYOUT: dict[str, str] = {
+    # what the job was asked to do, and on what
+    "request": "request.json",  # a job queued by the app (TrainRequest)
+    "config": "config.json",  # the request as run: resolved model options, preprocessing, device
+    "data_info": "data.json",  # the training file (path, sha256), its cells, genes and classes
+    "env": "env.json",  # package versions and device
+    # progress
+    "status": "status.json",
+    "epochs": "metrics.jsonl",  # one line per epoch while training
+    "log": "train.log",
+    "stop": "STOP",  # present: the user asked the job to stop
+    # what a query needs to be annotated
+    "genes": "genes.txt",
+    "labels": "labels.json",
+    "recipe": "preprocess.json",
+    "protein": "protein.json",  # multimodal runs only
+    "weights": "model.safetensors",
+    "temperature": f"{_ART}/temperature.json",
+    # results
+    "metrics": "metrics.json",
+    "predictions": "predictions.parquet",
+    "confusion": f"{_ART}/confusion_test.csv",
+    "per_class": f"{_ART}/per_class_test.csv",
+    "reliability": f"{_ART}/reliability_test.json",
+    "history": f"{_ART}/history.csv",
+    "embedding": f"{_ART}/embedding.safetensors",  # models with a latent space only
+    "explain": f"{_ART}/explain.safetensors",
+    "markers": f"{_ART}/markers.csv",
+    "dotplot": f"{_ART}/dotplot.csv",  # runs trained since the dot plot exists
+    "global_importance": f"{_ART}/global_importance.csv",
+    "reference_markers": f"{_ART}/reference_markers.csv",  # optional (scanpy may fail)
+    # display maps computed on demand (``scapp map``): <kind>_<cells>.safetensors, with .running/.error beside
+    "cell_map_log": f"{_ART}/map.log",
+}
+"""Every file of a run folder, relative to it (version ``FORMAT_VERSION``)."""
+_CELL_MAP_KINDS = ("umap", "umap_proba")  # on the latent space / on the class probabilities
 
 
 def runs_root() -> Path:
@@ -55,7 +106,7 @@ def create_run(model: str, *, out: str | os.PathLike | None = None, root: Path |
     else:
         path = (root or runs_root()) / new_run_id(model)
     path.mkdir(parents=True, exist_ok=True)
-    (path / "artifacts").mkdir(exist_ok=True)
+    (path / _ART).mkdir(exist_ok=True)
     return path
 
 
@@ -70,7 +121,7 @@ def resolve_run(ref: str | os.PathLike) -> Path:
     raise RunNotFoundError(msg)
 
 
-# -- atomic writers ------------------------------------------------------------------
+# -- atomic writers and plain readers --------------------------------------------------
 def write_atomic(path: Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` then rename over ``path``: readers never see a partial file."""
     path = Path(path)
@@ -146,75 +197,6 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
     return load_file(str(path))
 
 
-def cached_arrays(run: Path, name: str, make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """``artifacts/<name>.safetensors`` if present, else computed by ``make`` and stored (e.g. a UMAP)."""
-    path = Path(run) / "artifacts" / f"{name}.safetensors"
-    if path.exists():
-        return read_arrays(path)
-    arrays = make()
-    write_arrays(path, arrays)
-    return arrays
-
-
-def cell_map_path(run: Path, n_cells: int) -> Path:
-    """Where the display UMAP of ``n_cells`` sampled cells is kept: on the latent, else on class probabilities."""
-    art = Path(run) / "artifacts"
-    kind = "umap" if (art / "embedding.safetensors").exists() else "umap_proba"
-    return art / f"{kind}_{int(n_cells)}.safetensors"
-
-
-def cell_map_state(run: Path, n_cells: int) -> tuple[str, str | None]:
-    """``("ready"|"running"|"failed"|"missing", error message)`` of a run's display UMAP of ``n_cells`` cells."""
-    path = cell_map_path(run, n_cells)
-    if path.exists():
-        return "ready", None
-    err = path.with_suffix(".error")
-    if err.exists():
-        return "failed", err.read_text().strip()
-    lock = path.with_suffix(".running")
-    if lock.exists():
-        try:
-            pid = int(lock.read_text().strip() or 0)
-        except ValueError:
-            pid = 0
-        if _pid_alive(pid):
-            return "running", None
-    return "missing", None
-
-
-def compute_cell_map(run: Path, n_cells: int) -> dict[str, np.ndarray]:
-    """UMAP of a class-stratified sample of at most ``n_cells`` cells of a run, stored in its artifacts.
-
-    On the model's latent space (``artifacts/embedding.safetensors``), else on its predicted
-    class probabilities. ``index`` holds the rows of ``predictions.parquet`` in the sample.
-    While it runs a ``.running`` file holds the process id; a failure leaves a ``.error`` file.
-    """
-    from scapp.evaluate.embedding import sample_umap
-
-    run = Path(run)
-    path = cell_map_path(run, n_cells)
-    lock, err = path.with_suffix(".running"), path.with_suffix(".error")
-    err.unlink(missing_ok=True)
-    lock.write_text(str(os.getpid()))
-    try:
-        emb_path = run / "artifacts" / "embedding.safetensors"
-        if emb_path.exists():
-            labels = pd.read_parquet(run / "predictions.parquet", columns=["true"])["true"].to_numpy()
-            X = read_arrays(emb_path)["embedding"]
-        else:
-            pred = pd.read_parquet(run / "predictions.parquet")
-            labels = pred["true"].to_numpy()
-            X = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy(np.float32)
-        arrays = sample_umap(X, labels, max_cells=n_cells)
-        write_arrays(path, arrays)
-        return arrays
-    except Exception as e:
-        err.write_text(f"The cell map could not be computed ({type(e).__name__}: {e}).")
-        raise
-    finally:
-        lock.unlink(missing_ok=True)
-
-
 def append_jsonl(path: Path, obj: dict[str, Any]) -> None:
     """One event per line; a line is written with one ``write`` call, so readers see whole lines."""
     line = json.dumps(_clean(obj), default=_json_default, allow_nan=False) + "\n"
@@ -236,20 +218,8 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-# -- status --------------------------------------------------------------------------
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_status(run: Path, state: str, **fields: Any) -> dict[str, Any]:
-    """Replace status.json, keeping fields of the previous status that are not overridden."""
-    if state not in STATES:
-        raise ValueError(state)
-    prev = read_status(run, check_alive=False) or {}
-    status = {**prev, **fields, "state": state, "format_version": FORMAT_VERSION, "updated": now_iso(),
-              "heartbeat": time.time()}
-    write_json(run / "status.json", status)
-    return status
 
 
 def _pid_alive(pid: int | None) -> bool:
@@ -264,29 +234,443 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
-def read_status(run: Path, *, check_alive: bool = True) -> dict[str, Any] | None:
+def _one_line(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def _csv(dtype: dict[str, Any] | None = None) -> Callable[[Path], pd.DataFrame]:
+    return lambda p: pd.read_csv(p, dtype=dtype)
+
+
+def _json_object(p: Path) -> dict[str, Any]:
+    d = json.loads(p.read_text())
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, found {type(d).__name__}")
+    return d
+
+
+# -- one run folder ------------------------------------------------------------------------
+class RunStore:
+    """One run folder: a typed read/write pair for each of its files (``LAYOUT``).
+
+    ``RunStore(path)`` wraps a folder as it is (the engine writes into one that exists);
+    :meth:`create` makes a new one and :meth:`open` finds an existing one by path or id.
+    ``os.fspath(store)`` is its folder, so a store can be passed where a path is expected.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.path)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunStore) and self.path == other.path
+
+    def __hash__(self) -> int:
+        return hash(self.path)
+
+    @classmethod
+    def create(cls, model: str, *, out: str | os.PathLike | None = None, root: Path | None = None) -> RunStore:
+        """A new, empty run folder (see :func:`create_run`)."""
+        return cls(create_run(model, out=out, root=root))
+
+    @classmethod
+    def open(cls, ref: str | os.PathLike) -> RunStore:
+        """An existing run folder, given as a path or as a run id; ``RunNotFoundError`` otherwise."""
+        return cls(resolve_run(ref))
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _p(self, key: str) -> Path:
+        return self.path / LAYOUT[key]
+
+    def _has(self, key: str) -> bool:
+        return self._p(key).is_file()
+
+    def _missing(self, key: str) -> RunError:
+        try:
+            state = (self.status() or {}).get("state", "unknown")
+        except RunError:
+            state = "unknown"
+        why = ("the folder is incomplete (damaged, or copied only in part)" if state == "finished" else
+               "it may not have got that far (still training, failed or stopped), or the folder is incomplete")
+        return RunError(f"Run {self.id} has no {LAYOUT[key]} (state: {state}); {why}. Folder: {self.path}")
+
+    def _read(self, key: str, load: Callable[[Path], Any], *, missing_ok: bool = False) -> Any:
+        """``load(path)`` of a file; RunError naming run and file when it is missing (unless ``missing_ok``,
+        then None) or cannot be read."""
+        path = self._p(key)
+        try:
+            return load(path)
+        except FileNotFoundError:
+            if missing_ok:
+                return None
+            raise self._missing(key) from None
+        except RunError:
+            raise
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any parse failure of a stored file means a damaged run
+            msg = f"{LAYOUT[key]} of run {self.id} is unreadable ({_one_line(e)}); the run may be damaged."
+            raise RunError(msg) from e
+
+    def _read_json(self, key: str, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        return self._read(key, _json_object, missing_ok=missing_ok)
+
+    # -- request, config, data, environment --------------------------------------------------------
+    def write_request(self, request: dict[str, Any]) -> None:
+        """What the app asked for (``TrainRequest`` as a dict), read by the job process."""
+        write_json(self._p("request"), request)
+
+    def request(self) -> dict[str, Any]:
+        return self._read_json("request")
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """The request as it runs: resolved model options, preprocessing, device; stamped with the format."""
+        write_json(self._p("config"), {"format_version": FORMAT_VERSION, **config})
+
+    def config(self, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        cfg = self._read_json("config", missing_ok=missing_ok)
+        if cfg is not None and (cfg.get("format_version") or 1) > FORMAT_VERSION:
+            msg = (f"Run {self.id} was written by a newer scapp (format {cfg['format_version']}); "
+                   "upgrade scapp to use it.")
+            raise RunError(msg)
+        return cfg
+
+    def write_data_info(self, info: dict[str, Any]) -> None:
+        """The training data: path, sha256, cells, genes, class counts, read notes."""
+        write_json(self._p("data_info"), info)
+
+    def data_info(self) -> dict[str, Any]:
+        return self._read_json("data_info")
+
+    def write_env(self, env: dict[str, Any]) -> None:
+        write_json(self._p("env"), env)
+
+    def env(self) -> dict[str, Any]:
+        return self._read_json("env")
+
+    # -- what a query needs ----------------------------------------------------------------------
+    def write_genes(self, genes: list[str]) -> None:
+        """The genes the model reads, in column order (one per line)."""
+        write_text(self._p("genes"), "".join(f"{g}\n" for g in genes))
+
+    def genes(self) -> list[str]:
+        return self._read("genes", lambda p: p.read_text().splitlines())
+
+    def write_labels(self, classes: list[str], label_column: str) -> None:
+        write_json(self._p("labels"), {"classes": list(classes), "label_column": label_column})
+
+    def labels(self) -> dict[str, Any]:
+        """``{"classes": [...], "label_column": ...}``."""
+        d = self._read_json("labels")
+        if not isinstance(d.get("classes"), list):
+            raise RunError(f"{LAYOUT['labels']} of run {self.id} lists no classes; the run may be damaged.")
+        return d
+
+    def classes(self) -> list[str]:
+        return list(self.labels()["classes"])
+
+    def write_recipe(self, recipe: dict[str, Any]) -> None:
+        """The fitted preprocessing (``Recipe.to_dict()``)."""
+        write_json(self._p("recipe"), recipe)
+
+    def recipe(self) -> dict[str, Any]:
+        return self._read_json("recipe")
+
+    def write_protein(self, recipe: dict[str, Any]) -> None:
+        """The protein (ADT) preprocessing of a multimodal run (``ProteinRecipe.to_dict()``)."""
+        write_json(self._p("protein"), recipe)
+
+    def protein(self) -> dict[str, Any] | None:
+        """None for an RNA-only run."""
+        return self._read_json("protein", missing_ok=True)
+
+    @property
+    def weights_path(self) -> Path:
+        return self._p("weights")
+
+    @property
+    def has_weights(self) -> bool:
+        return self._has("weights")
+
+    def write_weights(self, save: Callable[[str], None]) -> None:
+        """``save(tmp_path)`` writes the model's safetensors (e.g. ``model.save_weights``); renamed when done."""
+        write_atomic(self.weights_path, save)
+
+    def write_temperature(self, temperature: float) -> None:
+        write_json(self._p("temperature"), {"temperature": float(temperature)})
+
+    def temperature(self) -> float:
+        return self._read("temperature", lambda p: float(_json_object(p)["temperature"]))
+
+    # -- progress ------------------------------------------------------------------------------
+    def write_status(self, state: str, **fields: Any) -> dict[str, Any]:
+        """Replace the status, keeping fields of the previous status that are not overridden."""
+        if state not in STATES:
+            raise ValueError(state)
+        prev = self.status(check_alive=False) or {}
+        status = {**prev, **fields, "state": state, "format_version": FORMAT_VERSION, "updated": now_iso(),
+                  "heartbeat": time.time()}
+        write_json(self._p("status"), status)
+        return status
+
+    def status(self, *, check_alive: bool = True) -> dict[str, Any] | None:
+        """The run's status (None before the first is written); a running run whose process died reads as failed."""
+        st = self._read_json("status", missing_ok=True)
+        if st is None:
+            return None
+        if (st.get("format_version") or 1) > FORMAT_VERSION:
+            msg = f"Run {self.id} was written by a newer scapp (format {st['format_version']}); upgrade scapp."
+            raise RunError(msg)
+        if check_alive and st.get("state") in ("running", "queued") and st.get("pid") and not _pid_alive(st["pid"]):
+            st = {**st, "state": "failed",
+                  "error": "The training process ended without finishing (killed, or the machine ran out of memory). "
+                           f"Start the run again; see {LAYOUT['log']} for its last lines."}
+        return st
+
+    @property
+    def has_status(self) -> bool:
+        return self._has("status")
+
+    def append_epoch(self, event: dict[str, Any]) -> None:
+        """One line of the per-epoch log, readable while training goes on."""
+        append_jsonl(self._p("epochs"), event)
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """The per-epoch events so far (empty before the first); a line being written is skipped."""
+        return read_jsonl(self._p("epochs"))
+
+    @property
+    def log_path(self) -> Path:
+        """The training log (appended to by the job process and the logger)."""
+        return self._p("log")
+
+    def request_stop(self) -> None:
+        """Ask the engine to stop at the next batch (it checks between batches)."""
+        write_text(self._p("stop"), now_iso())
+
+    def stop_requested(self) -> bool:
+        return self._p("stop").exists()
+
+    def stop_requested_at(self) -> float | None:
+        """When the (first) stop was asked, as a ``time.time()``; None if it was not."""
+        try:
+            return self._p("stop").stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    # -- results -------------------------------------------------------------------------------
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self._p("metrics"), metrics)
+
+    def metrics(self, *, missing_ok: bool = False) -> dict[str, Any] | None:
+        return self._read_json("metrics", missing_ok=missing_ok)
+
+    def write_predictions(self, df: pd.DataFrame) -> None:
+        """One row per training cell: ``cell_id, split, true, pred, confidence`` then ``p_<class>``."""
+        write_table(self._p("predictions"), df)
+
+    def predictions(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self._read("predictions", lambda p: pd.read_parquet(p, columns=columns))
+
+    @property
+    def has_predictions(self) -> bool:
+        return self._has("predictions")
+
+    def write_confusion(self, matrix: pd.DataFrame) -> None:
+        """Test-set confusion counts, true classes (index) × predicted classes (columns)."""
+        write_table(self._p("confusion"), matrix.rename_axis("true").reset_index())
+
+    def confusion(self) -> pd.DataFrame:
+        return self._read("confusion", lambda p: pd.read_csv(p).set_index("true"))
+
+    def write_per_class(self, df: pd.DataFrame) -> None:
+        write_table(self._p("per_class"), df)
+
+    def per_class(self) -> pd.DataFrame:
+        return self._read("per_class", _csv())
+
+    def write_reliability(self, reliability: dict[str, Any]) -> None:
+        """Reliability-diagram bins on the test cells, ``{"before": ..., "after": ...}`` temperature scaling."""
+        write_json(self._p("reliability"), reliability)
+
+    def reliability(self) -> dict[str, Any]:
+        return self._read_json("reliability")
+
+    def write_history(self, df: pd.DataFrame) -> None:
+        """The model's per-epoch history (one row per epoch; may be empty)."""
+        write_table(self._p("history"), df)
+
+    def history(self) -> pd.DataFrame:
+        def load(p: Path) -> pd.DataFrame:
+            try:
+                return pd.read_csv(p)
+            except pd.errors.EmptyDataError:  # a model without epochs
+                return pd.DataFrame()
+
+        return self._read("history", load)
+
+    def write_embedding(self, embedding: np.ndarray) -> None:
+        """Latent space of every training cell (rows as in the predictions)."""
+        write_arrays(self._p("embedding"), {"embedding": np.asarray(embedding, dtype=np.float32)})
+
+    def embedding(self) -> np.ndarray | None:
+        """None for a model without a latent space."""
+        arrays = self._read("embedding", read_arrays, missing_ok=True)
+        return None if arrays is None else arrays["embedding"]
+
+    @property
+    def has_embedding(self) -> bool:
+        return self._has("embedding")
+
+    def write_explain(self, arrays: dict[str, np.ndarray]) -> None:
+        """``class_scores`` (classes × features), ``global_importance``, and per-cell masks where the model has them."""
+        write_arrays(self._p("explain"), arrays)
+
+    def explain(self) -> dict[str, np.ndarray]:
+        return self._read("explain", read_arrays)
+
+    def write_markers(self, df: pd.DataFrame) -> None:
+        """The model's per-class gene ranking: ``class, rank, gene, score``."""
+        write_table(self._p("markers"), df)
+
+    def markers(self) -> pd.DataFrame:
+        return self._read("markers", _csv({"class": str, "gene": str}))
+
+    def write_dotplot(self, df: pd.DataFrame) -> None:
+        write_table(self._p("dotplot"), df)
+
+    def dotplot(self) -> pd.DataFrame | None:
+        """None for a run trained before the dot plot existed."""
+        return self._read("dotplot", _csv({"class": str, "gene": str, "top_for": str}), missing_ok=True)
+
+    def write_global_importance(self, df: pd.DataFrame) -> None:
+        """``gene, importance``, most important first."""
+        write_table(self._p("global_importance"), df)
+
+    def global_importance(self) -> pd.DataFrame:
+        return self._read("global_importance", _csv({"gene": str}))
+
+    def write_reference_markers(self, df: pd.DataFrame) -> None:
+        """Wilcoxon one-vs-rest markers of the training cells (scanpy ``rank_genes_groups``)."""
+        write_table(self._p("reference_markers"), df)
+
+    def reference_markers(self) -> pd.DataFrame | None:
+        """None where they were not computed (older runs, or scanpy failed)."""
+        return self._read("reference_markers", _csv({"class": str, "gene": str}), missing_ok=True)
+
+    def results(self) -> dict[str, Any]:
+        """What a comparison needs from a finished run: ``config``, ``data`` (data info), ``metrics``,
+        ``predictions``."""
+        missing = [LAYOUT[k] for k in ("config", "data_info", "metrics", "predictions") if not self._has(k)]
+        if missing:
+            msg = f"Run {self.id} has no {', '.join(missing)}; only finished (or stopped) runs can be compared."
+            raise RunError(msg)
+        return {"config": self.config(), "data": self.data_info(), "metrics": self.metrics(),
+                "predictions": self.predictions(columns=["cell_id", "split", "true", "pred", "confidence"])}
+
+    # -- display maps (UMAP of a sample of the cells), computed on demand --------------------------------
+    def cell_map_path(self, n_cells: int) -> Path:
+        """Where the display UMAP of ``n_cells`` sampled cells is kept: on the latent, else on class probabilities."""
+        kind = _CELL_MAP_KINDS[0] if self.has_embedding else _CELL_MAP_KINDS[1]
+        return self.path / _ART / f"{kind}_{int(n_cells)}.safetensors"
+
+    def _cell_map_files(self, n_cells: int) -> tuple[Path, Path]:
+        path = self.cell_map_path(n_cells)
+        return path.with_suffix(".running"), path.with_suffix(".error")
+
+    def cell_map_state(self, n_cells: int) -> tuple[str, str | None]:
+        """``("ready"|"running"|"failed"|"missing", error message)`` of the display UMAP of ``n_cells`` cells."""
+        if self.cell_map_path(n_cells).exists():
+            return "ready", None
+        lock, err = self._cell_map_files(n_cells)
+        if err.exists():
+            return "failed", err.read_text().strip()
+        if lock.exists():
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if _pid_alive(pid):
+                return "running", None
+        return "missing", None
+
+    def write_cell_map(self, n_cells: int, arrays: dict[str, np.ndarray]) -> None:
+        """``index`` (rows of the predictions in the sample) and ``umap`` (their coordinates)."""
+        write_arrays(self.cell_map_path(n_cells), arrays)
+
+    def cell_map(self, n_cells: int) -> dict[str, np.ndarray]:
+        path = self.cell_map_path(n_cells)
+        try:
+            return read_arrays(path)
+        except FileNotFoundError:
+            raise RunError(f"Run {self.id} has no cell map of {int(n_cells):,} cells yet.") from None
+        except Exception as e:  # noqa: BLE001
+            raise RunError(f"{path.name} of run {self.id} is unreadable ({_one_line(e)}); delete it to recompute "
+                           "the map.") from e
+
+    def mark_cell_map_running(self, n_cells: int, pid: int) -> None:
+        """Record that process ``pid`` computes the map (so a second request does not start another)."""
+        lock, _ = self._cell_map_files(n_cells)
+        write_text(lock, str(int(pid)))
+
+    def clear_cell_map_error(self, n_cells: int) -> None:
+        """Forget a failed map job, so that the map is tried again."""
+        self._cell_map_files(n_cells)[1].unlink(missing_ok=True)
+
+    @contextmanager
+    def cell_map_job(self, n_cells: int) -> Iterator[Path]:
+        """Around the computation of a map in this process: marks it running; an exception leaves its message
+        for :meth:`cell_map_state` to report (and is re-raised)."""
+        lock, err = self._cell_map_files(n_cells)
+        err.unlink(missing_ok=True)
+        self.mark_cell_map_running(n_cells, os.getpid())
+        try:
+            yield self.cell_map_path(n_cells)
+        except Exception as e:
+            write_text(err, f"The cell map could not be computed ({type(e).__name__}: {e}).")
+            raise
+        finally:
+            lock.unlink(missing_ok=True)
+
+    @property
+    def cell_map_log_path(self) -> Path:
+        """Output of the background map processes."""
+        return self._p("cell_map_log")
+
+    def delete_cell_maps(self) -> None:
+        """Remove every stored display map and its job files (they are recomputed on demand)."""
+        for kind in _CELL_MAP_KINDS:
+            for f in (self.path / _ART).glob(f"{kind}_*"):
+                f.unlink(missing_ok=True)
+
+
+# -- path-level shortcuts (status and stop are read and written from many places) --------------------
+def write_status(run: str | os.PathLike, state: str, **fields: Any) -> dict[str, Any]:
+    """Replace a run's status, keeping fields of the previous status that are not overridden."""
+    return RunStore(run).write_status(state, **fields)
+
+
+def read_status(run: str | os.PathLike, *, check_alive: bool = True) -> dict[str, Any] | None:
     """The run's status; a running run whose process has died is reported as failed."""
-    try:
-        st = read_json(Path(run) / "status.json")
-    except FileNotFoundError:
-        return None
-    if st.get("format_version", 1) > FORMAT_VERSION:
-        msg = f"Run {run} was written by a newer scapp (format {st['format_version']}); upgrade scapp."
-        raise RunError(msg)
-    if check_alive and st.get("state") in ("running", "queued") and st.get("pid") and not _pid_alive(st["pid"]):
-        st = {**st, "state": "failed",
-              "error": "The training process ended without finishing (killed, or the machine ran out of memory). "
-                       "Start the run again; see train.log for its last lines."}
-    return st
+    return RunStore(run).status(check_alive=check_alive)
 
 
-def request_stop(run: Path) -> None:
-    """Ask the engine to stop at the next batch (it checks for this file)."""
-    write_text(Path(run) / "STOP", now_iso())
+def request_stop(run: str | os.PathLike) -> None:
+    """Ask the engine to stop at the next batch."""
+    RunStore(run).request_stop()
 
 
-def stop_requested(run: Path) -> bool:
-    return (Path(run) / "STOP").exists()
+def stop_requested(run: str | os.PathLike) -> bool:
+    return RunStore(run).stop_requested()
 
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
@@ -295,22 +679,24 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
     rows = []
     if root.is_dir():
         for p in sorted(root.iterdir()):
-            if not p.is_dir() or not (p / "status.json").exists():
+            store = RunStore(p)
+            if not p.is_dir() or not store.has_status:
                 continue
             try:
-                st = read_status(p) or {}
-                cfg = read_json(p / "config.json") if (p / "config.json").exists() else {}
-                met = read_json(p / "metrics.json") if (p / "metrics.json").exists() else {}
+                st = store.status() or {}
+                cfg = store.config(missing_ok=True) or {}
+                met = store.metrics(missing_ok=True) or {}
             except RunError:
                 continue
             test = met.get("test", {}) if isinstance(met, dict) else {}
             rows.append({"run_id": p.name, "model": cfg.get("model"), "dataset": Path(cfg.get("data", "")).name,
                          "label": cfg.get("label"), "created": cfg.get("created"), "state": st.get("state"),
+                         "has_model": bool(st.get("has_model")),
                          "macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"), "path": str(p)})
     return pd.DataFrame(rows)
 
 
-def delete_run(run: Path) -> None:
+def delete_run(run: str | os.PathLike) -> None:
     """Delete a run folder; refuses a run that is still running."""
     st = read_status(run)
     if st and st.get("state") in ("running", "queued"):
@@ -319,19 +705,8 @@ def delete_run(run: Path) -> None:
     shutil.rmtree(run)
 
 
-def export_zip(run: Path, dest: Path) -> Path:
+def export_zip(run: str | os.PathLike, dest: Path) -> Path:
     """Zip a run folder (weights, tables, JSON) for sharing."""
     base = str(Path(dest).with_suffix(""))
-    return Path(shutil.make_archive(base, "zip", root_dir=Path(run).parent, base_dir=Path(run).name))
-
-
-def read_results(run: Path) -> dict[str, Any]:
-    """What a comparison needs from a finished run: ``config``, ``data`` (data.json), ``metrics``, ``predictions``."""
     run = Path(run)
-    need = [run / n for n in ("config.json", "data.json", "metrics.json", "predictions.parquet")]
-    missing = [p.name for p in need if not p.exists()]
-    if missing:
-        msg = f"Run {run.name} has no {', '.join(missing)}; only finished (or stopped) runs can be compared."
-        raise RunError(msg)
-    return {"config": read_json(need[0]), "data": read_json(need[1]), "metrics": read_json(need[2]),
-            "predictions": pd.read_parquet(need[3], columns=["cell_id", "split", "true", "pred", "confidence"])}
+    return Path(shutil.make_archive(base, "zip", root_dir=run.parent, base_dir=run.name))

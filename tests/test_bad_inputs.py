@@ -1,8 +1,8 @@
 """Bad inputs through the CLI: one clear ``scapp: error:`` line, a non-zero exit, no traceback,
 the input file untouched, and (for train) a run folder marked ``failed``.
 
-Everything is built from 300 real cells of ``pbmc3k_seurat_hvg2000.h5ad`` (raw integer counts,
-2,000 genes, label ``cell_type``). Most cases call ``scapp.cli.main`` in-process; two run a real
+Everything is built from 300 real cells of the demo asset ``assets/demo_pbmc3k.h5ad`` (PBMC 3k, raw
+integer counts, 2,000 genes, label ``cell_type``). Most cases call ``scapp.cli.main`` in-process; two run a real
 ``python -m scapp`` subprocess to prove that no traceback reaches a user's terminal.
 """
 
@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from scapp import runs
 from scapp.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,12 +73,12 @@ def failed_run(out: str, runs_dir: Path, line: str) -> Path:
     assert out.strip(), "train printed no run folder"
     run = Path(out.strip().splitlines()[-1])
     assert run.is_dir() and run.parent == runs_dir, run
-    st = json.loads((run / "status.json").read_text())
+    st = runs.read_status(run)
     assert st["state"] == "failed", st
     assert isinstance(st.get("error"), str) and st["error"], st
     assert st["error"] in line, (st["error"], line)
     assert not st.get("has_model"), st
-    assert not (run / "model.safetensors").exists()
+    assert not runs.RunStore(run).has_weights
     return run
 
 
@@ -89,12 +90,11 @@ def runs_in(d: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def pbmc(shared_data: Path) -> ad.AnnData:
+def pbmc() -> ad.AnnData:
     """All 2,638 pbmc3k cells with counts in .X and a small obs."""
-    a = ad.read_h5ad(shared_data / "pbmc3k_seurat_hvg2000.h5ad")
+    a = ad.read_h5ad(REPO / "assets" / "demo_pbmc3k.h5ad")
     a.obs = a.obs[["cell_type", "cell_type_coarse", "nCount_RNA"]].copy()
     a.obs["cell_type"] = a.obs["cell_type"].astype(str)
-    del a.layers["lognorm_original"]
     a.uns = {}
     return a
 
@@ -298,8 +298,8 @@ def test_train_lognorm_x_with_counts_layer_works(small, tmp_path, runs_dir, caps
     assert rc == 0, err
     assert "scapp: error" not in err
     run = Path(out.strip().splitlines()[-1])
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"
-    assert json.loads((run / "data.json").read_text())["layer"] == "counts"
+    assert runs.read_status(run)["state"] == "finished"
+    assert runs.RunStore(run).data_info()["layer"] == "counts"
     assert sha256(data) == before
 
     # a layer that does not exist is named, with the ones that do
@@ -314,8 +314,8 @@ def test_train_drop_empty_cells_works(small, tmp_path, runs_dir, capsys):
     rc, out, err = cli(capsys, "train", data, "--label", "cell_type", "--drop-empty-cells", *LOGREG, "--quiet")
     assert rc == 0, err
     run = Path(out.strip().splitlines()[-1])
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"
-    info = json.loads((run / "data.json").read_text())
+    assert runs.read_status(run)["state"] == "finished"
+    info = runs.RunStore(run).data_info()
     assert info["n_cells_used"] == N_CELLS - 5
     assert any("zero counts" in n for n in info["notes"]), info["notes"]
     assert sha256(data) == before
@@ -403,8 +403,8 @@ def test_train_config_unknown_option(small, tmp_path, runs_dir, capsys):
 def test_slash_in_label_round_trips(trained, query, tmp_path, runs_dir, capsys):
     """'CD4 T/naive' is a value, never a path: train, predict --csv/--out and markers keep it whole."""
     run = trained["run"]
-    assert SLASH in json.loads((run / "labels.json").read_text())["classes"]
-    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    assert SLASH in runs.RunStore(run).classes()
+    assert runs.read_status(run)["state"] == "finished"
     assert sorted(p.name for p in run.rglob("*") if "naive" in p.name) == []  # no file named after a class
 
     q = write(with_slash(query), tmp_path / "query.h5ad")

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -357,3 +358,201 @@ def test_write_table_csv_and_parquet(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv"), df)
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "t.parquet"), df)
     assert temp_files(tmp_path) == []
+
+
+# --------------------------------------------------------------------------- RunStore: one typed pair per file
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+V1_RUN = FIXTURES / "run_v1_logreg"  # a finished logreg run written by format version 1 (scapp train, 291 cells)
+V1_DATA = FIXTURES / "pbmc_small.h5ad"  # the cells it was trained on: 291 PBMC 3k cells × 400 genes, raw counts
+
+
+def test_every_file_round_trips_through_the_store(tmp_path):
+    s = runs.RunStore.create("logreg", out=tmp_path / "r")
+    assert s.path == (tmp_path / "r").resolve() and s.id == "r" and Path(s) == s.path
+    assert runs.RunStore.open(str(s.path)) == s
+    s.write_request({"data": "/x.h5ad", "label": "ct"})
+    s.write_config({"model": "logreg", "model_config": {"C": 1.0}})
+    s.write_data_info({"sha256": "ab", "n_cells": 3})
+    s.write_env({"versions": {"numpy": "2"}})
+    s.write_genes(["CD3E", "MS4A1", "1-Mar"])
+    s.write_labels(["B", "CD4 T/naive"], "cell_type")
+    s.write_recipe({"n_genes": 3, "config": {}})
+    s.write_metrics({"test": {"macro_f1": float("nan")}})
+    s.write_temperature(np.float32(1.5))
+    s.write_reliability({"before": {"count": [1]}, "after": {"count": [1]}})
+    pred = pd.DataFrame({"cell_id": ["a", "b"], "split": ["train", "test"], "true": ["B", "B"],
+                         "pred": ["B", "CD4 T/naive"], "confidence": [0.9, 0.6], "p_B": [0.9, 0.4],
+                         "p_CD4 T/naive": [0.1, 0.6]})
+    s.write_predictions(pred)
+    cm = pd.DataFrame([[1, 0], [0, 2]], index=["B", "CD4 T/naive"], columns=["B", "CD4 T/naive"])
+    s.write_confusion(cm)
+    s.write_per_class(pd.DataFrame({"class": ["B"], "f1": [1.0]}))
+    s.write_history(pd.DataFrame())  # a model without epochs
+    s.write_embedding(np.ones((2, 3)))
+    s.write_explain({"class_scores": np.zeros((2, 3), np.float32)})
+    markers = pd.DataFrame({"class": ["B"], "rank": [1], "gene": ["1-Mar"], "score": [0.5]})
+    s.write_markers(markers)
+    s.write_global_importance(pd.DataFrame({"gene": ["MS4A1"], "importance": [1.0]}))
+    s.write_weights(lambda t: Path(t).write_bytes(b"weights"))
+    s.append_epoch({"epoch": 1, "valid_loss": 0.5})
+
+    assert s.request() == {"data": "/x.h5ad", "label": "ct"}
+    assert s.config() == {"format_version": runs.FORMAT_VERSION, "model": "logreg", "model_config": {"C": 1.0}}
+    assert s.data_info()["n_cells"] == 3 and s.env()["versions"] == {"numpy": "2"}
+    assert s.genes() == ["CD3E", "MS4A1", "1-Mar"]
+    assert s.labels() == {"classes": ["B", "CD4 T/naive"], "label_column": "cell_type"}
+    assert s.classes() == ["B", "CD4 T/naive"] and s.recipe()["n_genes"] == 3
+    assert s.metrics() == {"test": {"macro_f1": None}} and s.temperature() == 1.5
+    assert s.reliability()["after"] == {"count": [1]}
+    pd.testing.assert_frame_equal(s.predictions(), pred)
+    assert s.predictions(columns=["cell_id"]).columns.tolist() == ["cell_id"] and s.has_predictions
+    pd.testing.assert_frame_equal(s.confusion(), cm.rename_axis("true"))
+    assert s.per_class()["class"].tolist() == ["B"] and s.history().empty
+    assert s.embedding().dtype == np.float32 and s.embedding().shape == (2, 3) and s.has_embedding
+    assert s.explain()["class_scores"].shape == (2, 3)
+    pd.testing.assert_frame_equal(s.markers(), markers)  # gene names stay text
+    assert s.global_importance()["gene"].tolist() == ["MS4A1"]
+    assert s.has_weights and s.weights_path.read_bytes() == b"weights"
+    assert s.epochs() == [{"epoch": 1, "valid_loss": 0.5}]
+    # optional files: None when absent
+    assert s.protein() is None and s.dotplot() is None and s.reference_markers() is None
+    assert temp_files(s.path) == []
+
+
+def test_a_missing_or_damaged_file_is_a_run_error_naming_file_and_run(root):
+    s = runs.RunStore.create("sims")
+    s.write_status("finished", has_model=True)
+    with pytest.raises(RunError, match=rf"Run {s.id} has no metrics\.json \(state: finished\)") as e:
+        s.metrics()
+    assert "\n" not in str(e.value)
+    assert s.metrics(missing_ok=True) is None
+    for write, read, name in [
+        (lambda p: p.write_text('{"test": '), s.metrics, "metrics.json"),
+        (lambda p: p.write_text("[1, 2]"), s.config, "config.json"),
+        (lambda p: p.write_bytes(b"PAR1 not parquet"), s.predictions, "predictions.parquet"),
+        (lambda p: p.write_bytes(b"\x00\x01"), s.explain, "explain.safetensors"),
+        (lambda p: p.write_bytes(b"\x00\x01"), s.embedding, "embedding.safetensors"),
+        (lambda p: p.write_text('{"temp": 1}'), s.temperature, "temperature.json"),
+        (lambda p: p.write_text('{"classes": "B"}'), s.labels, "labels.json"),
+    ]:
+        path = s.path / next(v for v in runs.LAYOUT.values() if Path(v).name == name)
+        write(path)
+        with pytest.raises(RunError, match="damaged") as e:
+            read()
+        assert name in str(e.value) and s.id in str(e.value) and "\n" not in str(e.value)
+        path.unlink()
+    (s.path / "status.json").write_text("{")
+    with pytest.raises(RunError, match="status.json"):
+        s.status()
+
+
+def test_a_config_of_a_newer_format_is_refused(tmp_path):
+    s = runs.RunStore(tmp_path)
+    runs.write_json(tmp_path / "config.json", {"format_version": runs.FORMAT_VERSION + 1, "model": "sims"})
+    with pytest.raises(RunError, match="newer scapp"):
+        s.config()
+
+
+def test_open_a_missing_run(tmp_path, root):
+    with pytest.raises(RunNotFoundError):
+        runs.RunStore.open(tmp_path / "nope")
+    assert runs.RunStore.open(runs.RunStore.create("sims").id).path.parent == root
+
+
+def test_stop_is_asked_once_and_dated(root):
+    s = runs.RunStore.create("sims")
+    assert not s.stop_requested() and s.stop_requested_at() is None
+    s.request_stop()
+    assert s.stop_requested() and abs(s.stop_requested_at() - time.time()) < 60
+    assert runs.stop_requested(s.path)
+
+
+def test_cell_map_state_and_job(tmp_path):
+    s = runs.RunStore(tmp_path / "run")
+    s.write_predictions(pd.DataFrame({"true": ["a", "b"], "p_a": [0.1, 0.9], "p_b": [0.9, 0.1]}))
+    assert s.cell_map_path(15).name == "umap_proba_15.safetensors"  # no latent space: map of the probabilities
+    assert s.cell_map_state(15) == ("missing", None)
+    s.mark_cell_map_running(15, os.getpid())
+    assert s.cell_map_state(15) == ("running", None)
+    s.mark_cell_map_running(15, dead_pid())  # a job that died
+    assert s.cell_map_state(15) == ("missing", None)
+    with pytest.raises(ValueError, match="boom"), s.cell_map_job(15):
+        assert s.cell_map_state(15) == ("running", None)
+        raise ValueError("boom")
+    state, msg = s.cell_map_state(15)
+    assert state == "failed" and "could not be computed (ValueError: boom)" in msg
+    s.clear_cell_map_error(15)
+    with s.cell_map_job(15):
+        s.write_cell_map(15, {"index": np.arange(2), "umap": np.zeros((2, 2), np.float32)})
+    assert s.cell_map_state(15) == ("ready", None) and s.cell_map(15)["umap"].shape == (2, 2)
+    s.write_embedding(np.zeros((2, 3)))
+    assert s.cell_map_path(15).name == "umap_15.safetensors"
+    with pytest.raises(RunError, match="no cell map"):
+        s.cell_map(15)
+    s.delete_cell_maps()
+    assert not list((s.path / "artifacts").glob("umap*"))
+
+
+def test_results_of_an_unfinished_run(root):
+    s = runs.RunStore.create("sims")
+    s.write_config({"model": "sims"})
+    with pytest.raises(RunError, match="only finished"):
+        s.results()
+
+
+# --------------------------------------------------------------------------- a version-1 run still opens
+
+
+def test_the_layout_has_not_moved_under_format_version_1():
+    """Every file of the checked-in version-1 run is where ``LAYOUT`` looks for it; a layout change bumps
+    FORMAT_VERSION and keeps reading version-1 folders (this fixture)."""
+    on_disk = {p.relative_to(V1_RUN).as_posix() for p in V1_RUN.rglob("*") if p.is_file()}
+    assert on_disk <= set(runs.LAYOUT.values()), on_disk - set(runs.LAYOUT.values())
+    assert runs.read_status(V1_RUN)["format_version"] == 1 <= runs.FORMAT_VERSION
+
+
+def test_a_version_1_run_reads_through_the_store():
+    s = runs.RunStore.open(V1_RUN)
+    assert s.status()["state"] == "finished" and s.status()["has_model"] and s.has_weights
+    assert s.config()["model"] == "logreg" and s.config()["format_version"] == 1
+    classes = s.classes()
+    assert len(classes) == 9 and s.labels()["label_column"] == "cell_type"
+    assert len(s.genes()) == 400 and s.recipe()["n_genes"] == 400
+    m = s.metrics()
+    assert m["classes"] == classes and 0.5 < m["test"]["macro_f1"] <= 1
+    pred = s.predictions()
+    assert len(pred) == s.data_info()["n_cells_used"] == 291
+    assert [c for c in pred.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
+    markers = s.markers()
+    assert set(markers["class"]) == set(classes) and (markers.groupby("class")["rank"].min() == 1).all()
+    assert s.explain()["class_scores"].shape == (9, 400)
+    assert s.confusion().shape == (9, 9) and list(s.confusion().index) == classes
+    assert len(s.per_class()) == 9 and s.temperature() > 0 and set(s.reliability()) == {"before", "after"}
+    assert len(s.history()) == 1 and len(s.epochs()) == 1
+    assert s.global_importance()["gene"].nunique() == 400
+    assert set(s.reference_markers()["class"]) <= set(classes) and len(s.dotplot())
+    assert s.embedding() is None and s.protein() is None  # logistic regression: no latent space, RNA only
+    assert s.env()["versions"]["scapp"]
+    assert s.results()["predictions"].columns.tolist() == ["cell_id", "split", "true", "pred", "confidence"]
+    assert runs.list_runs(FIXTURES)["run_id"].tolist() == ["run_v1_logreg"]
+
+
+def test_a_version_1_run_annotates_a_query():
+    """Loaded through ``load_run`` and applied to the cells it was trained on, it gives back its own predictions."""
+    import anndata as ad
+
+    from scapp.annotate import annotate, load_run
+
+    loaded = load_run(V1_RUN)
+    s = runs.RunStore(V1_RUN)
+    assert loaded.classes == s.classes() and loaded.recipe.genes == s.genes()
+    assert loaded.temperature == pytest.approx(s.temperature()) and len(loaded.important_genes) == 50
+    q = ad.read_h5ad(V1_DATA)
+    ann = annotate(loaded, q)
+    assert ann.overlap.n_shared == 400 and not ann.overlap.missing_important
+    pred = s.predictions().set_index("cell_id").loc[q.obs_names]
+    np.testing.assert_allclose(ann.proba.to_numpy(), pred[[f"p_{c}" for c in s.classes()]].to_numpy(), atol=1e-4)
+    assert (ann.predicted.to_numpy() == pred["pred"].to_numpy()).all()
+    truth = q.obs["cell_type"].astype(str).to_numpy()
+    assert (ann.predicted.to_numpy() == truth).mean() > 0.8

@@ -30,6 +30,17 @@ class PreprocessConfig:
     scale: bool = False
     """Per-gene standardization with training mean/std, clipped at ±``clip``."""
     clip: float = 10.0
+    output: str = "log1p"
+    """What the model reads: ``log1p`` (normalized log expression, scaled when ``scale``) or ``counts`` (the raw
+    counts of the selected genes, for methods with a count likelihood; gene selection still uses log data)."""
+
+    def __post_init__(self) -> None:
+        if self.output not in ("log1p", "counts"):
+            msg = f"preprocess output must be 'log1p' or 'counts', not {self.output!r}."
+            raise ConfigError(msg)
+        if self.output == "counts" and self.scale:
+            msg = "Raw-count input cannot be scaled; set scale to false."
+            raise ConfigError(msg)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
@@ -130,6 +141,8 @@ class Recipe:
         if X.shape[1] != len(self.genes):
             msg = f"Expected {len(self.genes)} aligned genes, got {X.shape[1]}; align the query first."
             raise ValueError(msg)
+        if self.config.output == "counts":
+            return X if self.feature_idx is None else X[:, self.feature_idx]
         X = normalize_log(X, target_sum=self.config.target_sum, log1p=self.config.log1p)
         if self.feature_idx is not None:
             X = X[:, self.feature_idx]
@@ -155,7 +168,7 @@ class Recipe:
     @classmethod
     def from_dict(cls, d: dict[str, Any], genes: list[str]) -> Recipe:
         if d["n_genes"] != len(genes):
-            msg = f"preprocess.json expects {d['n_genes']} genes but genes.txt has {len(genes)}."
+            msg = f"the preprocessing recipe expects {d['n_genes']} genes but the gene list has {len(genes)}"
             raise ValueError(msg)
         arr = lambda v, t: None if v is None else np.asarray(v, dtype=t)  # noqa: E731
         return cls(

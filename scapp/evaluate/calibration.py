@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+DEFAULT_THRESHOLD = 0.5
+"""Confidence below which a cell is Unassigned, unless the user chose another before training (kept in the run)."""
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Full softmax over all classes, numerically stable, float32."""

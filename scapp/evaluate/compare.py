@@ -1,8 +1,8 @@
 """Two or more runs trained on the same data, side by side: metrics, agreement, disagreeing cells.
 
-Pure functions over what each run saved (``data.json``, ``metrics.json``,
-``predictions.parquet``): :mod:`scapp.runs` reads the files, this module only
-compares tables, so it knows nothing of models or folders.
+Pure functions over what each run saved (its data info, metrics and predictions,
+as ``RunStore.results()`` returns them): :mod:`scapp.runs` reads the files, this
+module only compares tables, so it knows nothing of models or folders.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def check_same_data(data_infos: Mapping[str, Mapping[str, Any]]) -> None:
     Parameters
     ----------
     data_infos
-        ``{run_id: data.json}``; compared on ``sha256`` (the file's content) and ``label``.
+        ``{run_id: RunStore.data_info()}``; compared on ``sha256`` (the file's content) and ``label``.
     """
     if len(data_infos) < 2:
         msg = "Choose at least two runs to compare."
@@ -140,11 +140,11 @@ def compare_runs(
     Parameters
     ----------
     predictions
-        ``{run_id: predictions.parquet}`` with ``cell_id``, ``split``, ``true``, ``pred``, ``confidence``.
+        ``{run_id: RunStore.predictions()}`` with ``cell_id``, ``split``, ``true``, ``pred``, ``confidence``.
     metrics
-        ``{run_id: metrics.json}``.
+        ``{run_id: RunStore.metrics()}``.
     data_infos
-        ``{run_id: data.json}``; runs on different files or label columns are refused.
+        ``{run_id: RunStore.data_info()}``; runs on different files or label columns are refused.
     models
         ``{run_id: model name}`` for the metrics table.
     cells

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    from scapp.runs import RunStore
 
 
 def umap_coords(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, max_fit: int = 100_000) -> np.ndarray:
@@ -49,7 +54,7 @@ def sample_umap(latent: np.ndarray, labels, *, max_cells: int = DISPLAY_CELLS, s
     dict
         ``index``: ascending ``int64`` rows of ``latent`` in the sample (all rows when
         there are at most ``max_cells``); ``umap``: their coordinates, ``len(index) × 2``.
-        Ready for ``runs.cached_arrays``.
+        What :func:`compute_cell_map` stores in a run.
     """
     from scapp.sampling import downsample_idx
 
@@ -59,6 +64,27 @@ def sample_umap(latent: np.ndarray, labels, *, max_cells: int = DISPLAY_CELLS, s
     idx = downsample_idx(labels, max_cells, seed)
     coords = umap_coords(X[idx], seed=seed, n_neighbors=n_neighbors, max_fit=max(len(idx), 1))
     return {"index": idx, "umap": coords}
+
+
+def compute_cell_map(store: RunStore, n_cells: int) -> dict[str, np.ndarray]:
+    """UMAP of a class-stratified sample of at most ``n_cells`` cells of a run, stored in the run.
+
+    On the model's latent space where the run kept one, else on its predicted class
+    probabilities. ``index`` holds the rows of the run's predictions in the sample. While it
+    runs the store marks the map as running (with this process id); a failure is recorded for
+    :meth:`~scapp.runs.RunStore.cell_map_state` and re-raised.
+    """
+    with store.cell_map_job(n_cells):
+        latent = store.embedding()
+        if latent is not None:
+            labels = store.predictions(columns=["true"])["true"].to_numpy()
+        else:
+            pred = store.predictions()
+            labels = pred["true"].to_numpy()
+            latent = pred[[c for c in pred.columns if c.startswith("p_")]].to_numpy(np.float32)
+        arrays = sample_umap(latent, labels, max_cells=n_cells)
+        store.write_cell_map(n_cells, arrays)
+    return arrays
 
 
 def pca_coords(X: np.ndarray) -> np.ndarray:

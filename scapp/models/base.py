@@ -175,6 +175,11 @@ class ScappModel(ABC):
         """Cells × k latent representation, or None when the model has none."""
         return None
 
+    def denoise(self, X: Any) -> np.ndarray:
+        """Expected counts (cells × genes) of model input ``X``; for methods declared ``denoises``."""
+        msg = f"{type(self).__name__} does not denoise counts."
+        raise NotImplementedError(msg)
+
     def explain(self, X: Any, by: np.ndarray) -> Explanation | None:
         """Per-class gene scores, grouping cells by ``by`` (class codes); None when the method has none."""
         return None

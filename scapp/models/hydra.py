@@ -474,7 +474,7 @@ class HydraModel(ScappModel):
         self.ig_scores, self.ig_alpha = ig["scores"], ig["alpha"]
         self.ig_completeness, self.ig_cells = ig["completeness"], ig["cells"]
         self.fit_info.update(ig_completeness_rel_error=self.ig_completeness, ig_cells=int(ig["cells"].sum()),
-                             ig_steps=cfg.ig_steps)
+                             ig_completeness_cells=int(ig["completeness_cells"]), ig_steps=cfg.ig_steps)
 
         t0 = time.monotonic()
         self.selected = self.select_features(self.ig_scores, present=np.bincount(ytr_np, minlength=self.n_classes) > 0)
@@ -682,6 +682,7 @@ class HydraModel(ScappModel):
         sign = np.zeros((C, Fdim), np.float64)
         cells = np.zeros(C, np.int64)
         err_num = err_den = 0.0
+        checked = 0
         chunk = max(1, cfg.memory_budget // max(M * Fdim, 1))
         col_sum = self._column_sums(Xd)
         classes = trainer.iterate("integrated gradients", range(C), span=(0.8, 0.95)) if trainer else range(C)
@@ -711,13 +712,15 @@ class HydraModel(ScappModel):
                     with torch.no_grad():
                         delta = fwd.per_model(xin[:k]) - fwd.per_model(base[:k])  # (k, M)
                     total = attr[:k].sum(-1)
+                    checked += k
                     err_num += float((total - delta).abs().sum())
                     err_den += float(delta.abs().sum())
             alpha[c] = (acc / members.size).mean(0).cpu().numpy()  # mean |IG| per model, then consensus
         if trainer is not None and trainer.stopped:
             return None
         return {"scores": (alpha * sign).astype(np.float32), "alpha": alpha.astype(np.float32),
-                "completeness": err_num / err_den if err_den > 0 else float("nan"), "cells": cells}
+                "completeness": err_num / err_den if err_den > 0 else float("nan"), "cells": cells,
+                "completeness_cells": checked}
 
     @staticmethod
     def _column_sums(Xd: DeviceMatrix, rows: np.ndarray | None = None) -> np.ndarray:

@@ -22,17 +22,15 @@ import pandas as pd
 
 from scapp import __version__, runs
 from scapp.data.preprocess import PreprocessConfig, Recipe
-from scapp.data.split import stratified_split
+from scapp.data.split import Split, stratified_split
 from scapp.data.validate import check_counts, check_empty_cells, check_genes, get_labels, get_matrix
 from scapp.errors import InputError, TrainingCancelled
-from scapp.evaluate.calibration import ece, fit_temperature, reliability, softmax
+from scapp.evaluate.calibration import DEFAULT_THRESHOLD, ece, fit_temperature, reliability, softmax
 from scapp.evaluate.metrics import classification_metrics, confusion, per_class_table
 from scapp.explain.markers import marker_table
-from scapp.models import get_model_class
-from scapp.models.base import FitData, Progress, config_from_dict
+from scapp.models.registry import Capabilities, FitData, config_from_dict, get_spec
 
 log = logging.getLogger(__name__)
-DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass
@@ -40,7 +38,8 @@ class TrainRequest:
     """Everything a training run needs; saved as config.json so the run can be repeated."""
 
     data: str
-    label: str
+    label: str | None
+    """obs column of cell types; may be None for a method that does not need labels."""
     model: str = "sims"
     layer: str | None = None
     epochs: int | None = None
@@ -92,29 +91,30 @@ def environment(device_desc: str) -> dict[str, Any]:
 
 
 class _Reporter:
-    """Turns model events into metrics.jsonl lines and status.json progress."""
+    """Turns Trainer events into metrics.jsonl lines and status.json progress."""
 
     def __init__(self, run: Path, max_epochs: int) -> None:
         self.run = run
+        self.store = runs.RunStore(run)
         self.max_epochs = max_epochs
-        self.last_write = 0.0
 
     def emit(self, event: dict[str, Any]) -> None:
         event = {"time": time.time(), **event}
         if "train_loss" in event or "valid_loss" in event:
-            runs.append_jsonl(self.run / "metrics.jsonl", event)
+            self.store.append_epoch(event)
         ep = event.get("epoch", 0) or 0
-        # A multi-phase fit (Hydra) reports its own fraction done; otherwise epochs tell.
+        # Phases report their own fraction of the whole fit; otherwise epochs tell.
         done = event["progress"] if event.get("progress") is not None else ep / max(self.max_epochs, 1)
         frac = 0.05 + 0.8 * min(done, 1.0)
         runs.write_status(self.run, "running", phase="training", epoch=ep, max_epochs=self.max_epochs,
-                          progress=frac, eta_s=event.get("eta_s"), message=event.get("phase"))
+                          progress=frac, eta_s=event.get("eta_s"), eta_max_s=event.get("eta_max_s"),
+                          message=event.get("phase"))
         if ep:
             log.info("epoch %s: %s", ep, {k: round(v, 4) if isinstance(v, float) else v
                                           for k, v in event.items() if k not in ("time",)})
 
     def should_stop(self) -> bool:
-        return runs.stop_requested(self.run)
+        return self.store.stop_requested()
 
 
 def _phase(run: Path, phase: str, progress: float) -> None:
@@ -124,20 +124,36 @@ def _phase(run: Path, phase: str, progress: float) -> None:
         raise TrainingCancelled("Stopped by user before training started; nothing was trained.")
 
 
+def _split_labelled(y: np.ndarray, req: TrainRequest, classes: list[str]) -> Split:
+    """Stratified split of the labelled cells (``y >= 0``); unlabelled cells (pretraining) all go to training."""
+    lab = np.flatnonzero(y >= 0)
+    s = stratified_split(y[lab], valid=req.valid_frac, test=req.test_frac, seed=req.seed, class_names=classes)
+    unl = np.flatnonzero(y < 0)
+    return Split(train=np.sort(np.concatenate([lab[s.train], unl])), valid=lab[s.valid], test=lab[s.test],
+                 notes=s.notes)
+
+
 def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     """Train, evaluate, explain and save a run; returns the final metrics dict.
 
-    Raises ``ScappError`` subclasses for user mistakes and ``TrainingCancelled``
-    when stopped before a model existed; the caller records those in status.json.
+    What the model receives follows its registry capabilities: log1p-normalized input or raw
+    counts (``needs_raw_counts``), and, for methods that do not need labels, the unlabelled cells
+    too (their class code is -1; they train but are never scored). Raises ``ScappError``
+    subclasses for user mistakes and ``TrainingCancelled`` when stopped before a model existed;
+    the caller records those in status.json.
     """
     from scapp.data import load_dataset
     from scapp.train.device import describe_device, resolve_device
+    from scapp.train.trainer import Trainer
 
     import torch
 
     run = Path(run)
+    store = runs.RunStore(run)
     t_start = time.monotonic()
-    model_cls = get_model_class(req.model)
+    spec = get_spec(req.model)
+    caps = spec.capabilities
+    model_cls = spec.load()
     cfg_dict = dict(req.model_config)
     known = model_cls.Config.__dataclass_fields__
     if req.epochs is not None and "max_epochs" in known:
@@ -145,12 +161,19 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     if "seed" in known:
         cfg_dict.setdefault("seed", req.seed)
     model_cfg = config_from_dict(model_cls.Config, cfg_dict)
-    pp_cfg = PreprocessConfig.from_dict({**model_cls.preprocess_defaults, **req.preprocess})
+    pp = {**model_cls.preprocess_defaults, **req.preprocess}
+    if caps.needs_raw_counts:
+        pp["output"] = "counts"
+    pp_cfg = PreprocessConfig.from_dict(pp)
+    if caps.needs_labels and not req.label:
+        raise InputError(f"{spec.title} needs a label column (cell types); name one with --label.")
+    if req.protein_key and "protein" not in caps.modalities:
+        raise InputError(f"{spec.title} reads RNA only; leave out the protein matrix ({req.protein_key}).")
     device = resolve_device(req.device)
-    runs.write_json(run / "config.json", {"format_version": runs.FORMAT_VERSION, "created": runs.now_iso(),
-                                          **asdict(req), "model_config": asdict(model_cfg),
-                                          "preprocess": asdict(pp_cfg), "device_used": str(device)})
-    runs.write_json(run / "env.json", environment(describe_device(device)))
+    store.write_config({"format_version": runs.FORMAT_VERSION, "created": runs.now_iso(),
+                        **asdict(req), "model_config": asdict(model_cfg),
+                        "preprocess": asdict(pp_cfg), "device_used": str(device)})
+    store.write_env(environment(describe_device(device)))
     runs.write_status(run, "running", pid=os.getpid(), phase="loading data", progress=0.0,
                       started=runs.now_iso(), error=None)
     torch.manual_seed(req.seed)
@@ -161,16 +184,22 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     X = get_matrix(adata, req.layer)
     check_genes(adata.var_names, what="The training data")
     check_counts(X, what="The training data")
-    codes, classes, labelled = get_labels(adata, req.label)
-    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells) & labelled
+    if req.label:
+        codes, classes, labelled = get_labels(adata, req.label)
+    else:  # a method that learns without labels, and none given
+        codes, classes, labelled = np.full(adata.n_obs, -1), [], np.zeros(adata.n_obs, bool)
+    use = labelled | (not caps.needs_labels)
+    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells) & use
     notes: list[str] = []
     if (~labelled).any():
-        notes.append(f"{int((~labelled).sum()):,} cells without a label were left out of training.")
-    if req.drop_empty_cells and (~keep & labelled).any():
-        notes.append(f"{int((~keep & labelled).sum()):,} cells with zero counts were left out.")
+        notes.append(f"{int((~labelled).sum()):,} cells without a label were left out of training."
+                     if caps.needs_labels else
+                     f"{int((~labelled).sum()):,} cells without a label are used for training but never scored.")
+    if req.drop_empty_cells and (~keep & use).any():
+        notes.append(f"{int((~keep & use).sum()):,} cells with zero counts were left out.")
     cells = np.flatnonzero(keep)
     X = X[cells]
-    y = codes[cells]
+    y = np.where(labelled[cells], codes[cells], -1).astype(np.int64)
     cell_ids = adata.obs_names[cells].astype(str)
     protein = None
     if req.protein_key:
@@ -178,135 +207,150 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
 
         protein, protein_names = get_protein(adata, req.protein_key)
         protein = protein[cells]
-    present = np.unique(y)
-    if present.size < 2:
+    present = np.unique(y[y >= 0])
+    if caps.classifies and present.size < 2:
         msg = "After removing unlabelled and empty cells only one class is left; a classifier needs at least two."
         raise InputError(msg)
     genes = adata.var_names.astype(str).tolist()
-    class_counts = {classes[c]: int(n) for c, n in zip(*np.unique(y, return_counts=True))}
-    runs.write_json(run / "data.json", {"path": str(Path(req.data).resolve()), "sha256": file_digest(req.data),
-                                        "n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars),
-                                        "n_cells_used": int(cells.size), "label": req.label, "layer": req.layer,
-                                        "class_counts": class_counts, "input_kind": qc.input_kind,
-                                        "read_info": qc.read_info, "notes": notes})
+    class_counts = {classes[c]: int(n) for c, n in zip(*np.unique(y[y >= 0], return_counts=True))}
+    store.write_data_info({"path": str(Path(req.data).resolve()), "sha256": file_digest(req.data),
+                           "n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars),
+                           "n_cells_used": int(cells.size), "n_unlabelled_used": int((y < 0).sum()),
+                           "label": req.label, "layer": req.layer,
+                           "class_counts": class_counts, "input_kind": qc.input_kind,
+                           "read_info": qc.read_info, "notes": notes})
     del adata
 
     _phase(run, "splitting and preprocessing", 0.03)
-    split = stratified_split(y, valid=req.valid_frac, test=req.test_frac, seed=req.seed, class_names=classes)
+    split = _split_labelled(y, req, classes)
     notes += split.notes
     for n in split.notes:
         log.warning("%s", n)
     recipe = Recipe.fit(X, genes, pp_cfg, train_idx=split.train)
     Xp = recipe.transform(X[:, pd.Index(genes).get_indexer(recipe.genes)] if recipe.dropped_genes else X)
-    runs.write_text(run / "genes.txt", "\n".join(recipe.genes) + "\n")
-    runs.write_json(run / "labels.json", {"classes": classes, "label_column": req.label})
-    runs.write_json(run / "preprocess.json", recipe.to_dict())
+    store.write_genes(recipe.genes)
+    store.write_labels(classes, req.label)
+    store.write_recipe(recipe.to_dict())
     features, extra = None, {}
     if protein is not None:  # protein columns go after the genes; their names are tagged
         from scapp.data.modalities import ProteinRecipe, stack
 
         prot = ProteinRecipe.fit(protein, protein_names, req.protein_key, train_idx=split.train)
-        runs.write_json(run / "protein.json", prot.to_dict())
+        store.write_protein(prot.to_dict())
         extra = {"modalities": [("rna", Xp.shape[1]), ("protein", len(prot.names))]}
         Xp, features = stack(Xp, prot.transform(protein)), recipe.features + prot.features
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
     max_epochs = getattr(model_cfg, "max_epochs", 1)
     reporter = _Reporter(run, max_epochs)
+    trainer = Trainer(reporter.emit, reporter.should_stop)
     runs.write_status(run, "running", phase="training", progress=0.05, epoch=0, max_epochs=max_epochs)
     log.info("training %s on %s cells × %s features (%s), device %s", req.model, len(split.train), Xp.shape[1],
              ", ".join(f"{k}: {v}" for k, v in class_counts.items()), device)
     fit_t0 = time.monotonic()
     model.fit(FitData(Xp[split.train], y[split.train], extra), FitData(Xp[split.valid], y[split.valid], extra),
-              Progress(reporter.emit, reporter.should_stop))
+              trainer)
     fit_s = time.monotonic() - fit_t0
-    if model.stopped_by_user and model.best_epoch is None:
+    if trainer.stopped and trainer.best_epoch is None:
         raise TrainingCancelled("Stopped by user before the first epoch finished; nothing was saved but the settings.")
 
     runs.write_status(run, "running", phase="evaluating", progress=0.88)
     log.info("evaluating")
-    result = evaluate_and_save(model, Xp, y, split, cell_ids, recipe, run, threshold=req.threshold,
-                               features=features)
-    runs.write_status(run, "running", phase="reference markers", progress=0.95)
-    try:
-        ref = reference_marker_table(X, genes, recipe, y, split.train, classes, seed=req.seed)
-        runs.write_table(run / "artifacts" / "reference_markers.csv", ref)
-    except Exception:  # noqa: BLE001 - an optional comparison must not cost the user a trained model
-        log.warning("reference markers (scanpy rank_genes_groups) failed; the run is kept without them",
-                    exc_info=True)
+    result = evaluate_and_save(model, caps, Xp, y, split, cell_ids, recipe, run, history=trainer.history,
+                               threshold=req.threshold, features=features)
+    if caps.explain_kind is not None and caps.classifies:
+        runs.write_status(run, "running", phase="reference markers", progress=0.95)
+        try:
+            lab = split.train[y[split.train] >= 0]
+            ref = reference_marker_table(X, genes, recipe, y, lab, classes, seed=req.seed)
+            store.write_reference_markers(ref)
+        except Exception:  # noqa: BLE001 - an optional comparison must not cost the user a trained model
+            log.warning("reference markers (scanpy rank_genes_groups) failed; the run is kept without them",
+                        exc_info=True)
     result.update({"fit_seconds": fit_s, "total_seconds": time.monotonic() - t_start, "notes": notes,
-                   "best_epoch": model.best_epoch, "epochs_run": len(model.history),
-                   "stopped_by_user": model.stopped_by_user,
-                   "batch_size": getattr(model, "batch_size_used", None), "n_train": int(len(split.train)),
-                   "fit_info": getattr(model, "fit_info", None),  # phase timings etc. of multi-phase models
+                   "best_epoch": trainer.best_epoch, "epochs_run": len(trainer.history),
+                   "stopped_by_user": trainer.stopped, "batch_size": model.fit_info.get("batch_size"),
+                   "n_train": int(len(split.train)),
+                   "fit_info": model.fit_info,  # phase timings etc. of multi-phase models
+                   "phases": [e for e in trainer.phase_history if "epoch_s" not in e],
                    "n_valid": int(len(split.valid)), "n_test": int(len(split.test))})
-    runs.write_json(run / "metrics.json", result)
-    final = "cancelled" if model.stopped_by_user else "finished"
-    msg = (f"Stopped by user after epoch {len(model.history)}; the best model so far (epoch {model.best_epoch}) "
-           "was evaluated and saved." if model.stopped_by_user else None)
+    store.write_metrics(result)
+    final = "cancelled" if trainer.stopped else "finished"
+    msg = (f"Stopped by user after epoch {len(trainer.history)}; the best model so far (epoch {trainer.best_epoch}) "
+           "was evaluated and saved." if trainer.stopped else None)
     runs.write_status(run, final, phase="done", progress=1.0, finished=runs.now_iso(), message=msg,
                       has_model=True, eta_s=0)
-    log.info("run %s: %s, test macro-F1 %.3f", run.name, final, result.get("test", {}).get("macro_f1", float("nan")))
+    log.info("run %s: %s, test macro-F1 %.3f", run.name, final, (result.get("test") or {}).get("macro_f1", float("nan")))
     return result
 
 
-def evaluate_and_save(model: Any, Xp: Any, y: np.ndarray, split: Any, cell_ids: pd.Index, recipe: Recipe,
-                      run: Path, *, threshold: float,
+def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, split: Split, cell_ids: pd.Index,
+                      recipe: Recipe, run: Path, *, history: list[dict[str, Any]], threshold: float,
                       features: list[str] | None = None) -> dict[str, Any]:
-    """Calibrate on validation, score every split, explain, embed, and write the artifacts."""
+    """Score, calibrate, explain and embed as the model's capabilities allow; write the artifacts and weights.
+
+    Classifiers: temperature on the validation cells, metrics of every split, confusion matrix,
+    per-class table, reliability, predictions with probabilities. Every model with a latent space:
+    the embedding. Methods with an explanation: the explain arrays, marker table, dot plot and
+    global importance. Unlabelled cells (``y < 0``) are never scored.
+    """
+    store = runs.RunStore(run)
     classes = model.classes
     C = len(classes)
-    if hasattr(model, "infer"):
-        logits, emb, expl = model.infer(Xp, by=y)
+    by = np.where(y >= 0, y, 0) if caps.explain_kind else None
+    expl = None
+    if caps.classifies:
+        logits, emb, expl = model.infer(Xp, by=by)
     else:
-        logits, emb = model.predict_logits(Xp), model.embed(Xp)
-        expl = model.explain(Xp, y)
-    T = fit_temperature(logits[split.valid], y[split.valid])
-    p_raw = softmax(logits)
-    proba = softmax(logits / T)
-    pred = proba.argmax(1)
-    conf = proba.max(1)
+        emb = model.embed(Xp) if caps.embeds else None
+        if caps.explain_kind:
+            expl = model.explain(Xp, by)
     out: dict[str, Any] = {"classes": classes, "threshold": threshold}
-    for name, idx in (("train", split.train), ("valid", split.valid), ("test", split.test)):
-        out[name] = classification_metrics(y[idx], pred[idx], classes)
-    te = split.test
-    out["calibration"] = {"temperature": T, "ece_before": ece(p_raw[te], y[te]), "ece_after": ece(proba[te], y[te]),
-                          "ece_valid_before": ece(p_raw[split.valid], y[split.valid]),
-                          "ece_valid_after": ece(proba[split.valid], y[split.valid])}
-    out["test"]["unassigned_frac"] = float((conf[te] < threshold).mean()) if te.size else None
-    art = run / "artifacts"
-    cm = confusion(y[te], pred[te], C)
-    runs.write_table(art / "confusion_test.csv", pd.DataFrame(cm, index=classes, columns=classes)
-                     .rename_axis("true").reset_index())
-    runs.write_table(art / "per_class_test.csv", per_class_table(y[te], pred[te], classes))
-    runs.write_json(art / "reliability_test.json", {"before": reliability(p_raw[te], y[te]),
-                                                    "after": reliability(proba[te], y[te])})
-    runs.write_table(art / "history.csv", pd.DataFrame(model.history))
+    store.write_history(pd.DataFrame(history))
     pred_df = pd.DataFrame({"cell_id": np.asarray(cell_ids), "split": split.labels(len(y)),
-                            "true": np.asarray(classes, dtype=object)[y], "pred": np.asarray(classes, dtype=object)[pred],
-                            "confidence": conf})
-    pred_df = pd.concat([pred_df, pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])], axis=1)
-    runs.write_table(run / "predictions.parquet", pred_df)
+                            "true": np.where(y >= 0, np.asarray(classes + [""], dtype=object)[y], None)})
+    T = 1.0
+    if caps.classifies:
+        scored = lambda idx: idx[y[idx] >= 0]  # noqa: E731 - unlabelled cells are never scored
+        va, te = scored(split.valid), scored(split.test)
+        T = fit_temperature(logits[va], y[va])
+        p_raw = softmax(logits)
+        proba = softmax(logits / T)
+        pred = proba.argmax(1)
+        conf = proba.max(1)
+        for name, idx in (("train", scored(split.train)), ("valid", va), ("test", te)):
+            out[name] = classification_metrics(y[idx], pred[idx], classes)
+        out["calibration"] = {"temperature": T, "ece_before": ece(p_raw[te], y[te]),
+                              "ece_after": ece(proba[te], y[te]), "ece_valid_before": ece(p_raw[va], y[va]),
+                              "ece_valid_after": ece(proba[va], y[va])}
+        out["test"]["unassigned_frac"] = float((conf[te] < threshold).mean()) if te.size else None
+        store.write_confusion(pd.DataFrame(confusion(y[te], pred[te], C), index=classes, columns=classes))
+        store.write_per_class(per_class_table(y[te], pred[te], classes))
+        store.write_reliability({"before": reliability(p_raw[te], y[te]), "after": reliability(proba[te], y[te])})
+        pred_df["pred"] = np.asarray(classes, dtype=object)[pred]
+        pred_df["confidence"] = conf
+        pred_df = pd.concat([pred_df, pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])], axis=1)
+    store.write_predictions(pred_df)
     if emb is not None:
-        runs.write_arrays(art / "embedding.safetensors", {"embedding": emb.astype(np.float32)})
-    arrays = {"class_scores": expl.class_scores.astype(np.float32),
-              "global_importance": expl.global_importance.astype(np.float32)}
-    if expl.cell_masks is not None:
-        arrays["cell_masks"] = expl.cell_masks.astype(np.float32)
-        arrays["cell_index"] = expl.cell_index.astype(np.int64)
-        arrays["cell_class"] = y[expl.cell_index].astype(np.int64)
-    for k, v in expl.extra.items():
-        arrays[k] = np.asarray(v, dtype=np.float32)
-    runs.write_arrays(art / "explain.safetensors", arrays)
-    names = features or recipe.features  # features: every input column's name when a protein matrix was added
-    runs.write_table(art / "markers.csv", marker_table(expl.class_scores, classes, names))
-    runs.write_table(art / "dotplot.csv", dotplot_table(Xp, y, classes, expl.class_scores, recipe))
-    runs.write_table(art / "global_importance.csv",
-                     pd.DataFrame({"gene": names, "importance": expl.global_importance})
-                     .sort_values("importance", ascending=False))
-    runs.write_json(art / "temperature.json", {"temperature": T})
-    path = run / "model.safetensors"
-    runs.write_atomic(path, model.save_weights)
+        store.write_embedding(emb)
+    if expl is not None:
+        arrays = {"class_scores": expl.class_scores.astype(np.float32),
+                  "global_importance": expl.global_importance.astype(np.float32)}
+        if expl.cell_masks is not None:
+            arrays["cell_masks"] = expl.cell_masks.astype(np.float32)
+            arrays["cell_index"] = expl.cell_index.astype(np.int64)
+            arrays["cell_class"] = y[expl.cell_index].astype(np.int64)
+        for k, v in expl.extra.items():
+            arrays[k] = np.asarray(v, dtype=np.float32)
+        store.write_explain(arrays)
+        names = features or recipe.features  # features: every input column's name when a protein matrix was added
+        store.write_markers(marker_table(expl.class_scores, classes, names))
+        lab = np.flatnonzero(y >= 0)
+        store.write_dotplot(dotplot_table(Xp[lab], y[lab], classes, expl.class_scores, recipe))
+        store.write_global_importance(pd.DataFrame({"gene": names, "importance": expl.global_importance})
+                                      .sort_values("importance", ascending=False))
+    store.write_temperature(T)
+    store.write_weights(model.save_weights)
     return out
 
 
@@ -319,7 +363,7 @@ def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray
     order, at most ``max_genes``; values come from ``Xp`` (all cells of the run, grouped by their true class),
     with standardisation undone when the recipe scaled the genes.
     """
-    from scapp.viz.explain import dotplot_data
+    from scapp.explain.markers import dotplot_data
 
     C = len(classes)
     k = int(np.clip(max_genes // max(C, 1), 3, 8))

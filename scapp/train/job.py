@@ -1,7 +1,7 @@
 """Training jobs started from the app: a separate process per run, one at a time, in order.
 
 The app never trains in its own process (CUDA and forking don't mix, and a
-crash must not take the UI down). ``start_job`` writes ``request.json`` and a
+crash must not take the UI down). ``start_job`` writes the request and a
 ``queued`` status into a new run folder and starts ``python -m scapp run-job``.
 That process waits its turn (earlier queued or running jobs first), so the queue
 needs no daemon and survives an app restart: it lives entirely in run folders.
@@ -42,15 +42,16 @@ def check_request(req: TrainRequest, adata: Any) -> None:
 
 def start_job(req: TrainRequest, *, root: Path | None = None) -> Path:
     """Create the run folder, queue the job and start its process; returns the run folder."""
-    run = runs.create_run(req.model, root=root)
-    runs.write_json(run / "request.json", asdict(req))
-    runs.write_status(run, "queued", queued_at=time.time(), progress=0.0, phase="waiting in the queue")
+    store = runs.RunStore.create(req.model, root=root)
+    run = store.path
+    store.write_request(asdict(req))
+    store.write_status("queued", queued_at=time.time(), progress=0.0, phase="waiting in the queue")
     env = {**os.environ, "SCAPP_RUNS_DIR": str(run.parent)}
-    with open(run / "train.log", "ab") as log:
+    with open(store.log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "scapp", "run-job", str(run)], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
-    runs.write_status(run, "queued", pid=proc.pid)
+    store.write_status("queued", pid=proc.pid)
     return run
 
 
@@ -60,7 +61,7 @@ def _ahead(run: Path) -> list[Path]:
     mine = me.get("queued_at", 0)
     ahead = []
     for other in run.parent.iterdir():
-        if other == run or not (other / "status.json").exists():
+        if other == run or not runs.RunStore(other).has_status:
             continue
         try:
             st = runs.read_status(other) or {}
@@ -79,8 +80,7 @@ def wait_for_turn(run: Path, *, poll_s: float = POLL_S) -> bool:
         waiting = _ahead(run)
         if not waiting:
             return True
-        runs.write_status(run, "queued", phase=f"waiting for {len(waiting)} job(s) to finish",
-                          queue_position=len(waiting))
+        runs.write_status(run, "queued", phase=f"waiting for {len(waiting)} job(s) to finish")
         time.sleep(poll_s)
 
 
@@ -98,11 +98,12 @@ def stop_job(run: Path) -> str:
 
 def escalate_stop(run: Path, *, grace_s: float = 60.0) -> bool:
     """If a stop was asked more than ``grace_s`` ago and the process still runs, send SIGTERM."""
-    stop = run / "STOP"
-    st = runs.read_status(run) or {}
-    if not stop.exists() or st.get("state") not in ("queued", "running") or not st.get("pid"):
+    store = runs.RunStore(run)
+    asked = store.stop_requested_at()
+    st = store.status() or {}
+    if asked is None or st.get("state") not in ("queued", "running") or not st.get("pid"):
         return False
-    if time.time() - stop.stat().st_mtime < grace_s:
+    if time.time() - asked < grace_s:
         return False
     try:
         os.kill(int(st["pid"]), signal.SIGTERM)
@@ -115,14 +116,13 @@ def start_cell_map(run: Path, n_cells: int) -> int:
     """Compute a run's display UMAP (``python -m scapp map``) in its own process; returns its pid.
 
     A separate process keeps the app responsive while umap-learn compiles and fits (a minute or
-    more on a CPU), and uses a second core. Its state is read with :func:`scapp.runs.cell_map_state`.
+    more on a CPU), and uses a second core. Its state is read with :meth:`scapp.runs.RunStore.cell_map_state`.
     """
-    run = Path(run)
-    lock = runs.cell_map_path(run, n_cells).with_suffix(".running")
-    lock.with_suffix(".error").unlink(missing_ok=True)
-    with open(run / "artifacts" / "map.log", "ab") as log:
+    store = runs.RunStore(run)
+    store.clear_cell_map_error(n_cells)
+    with open(store.cell_map_log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "scapp", "map", str(run), "--cells", str(int(n_cells))],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
-    lock.write_text(str(proc.pid))  # before the child writes it, so a rerun meanwhile does not start a second one
+    store.mark_cell_map_running(n_cells, proc.pid)  # before the child does, so a rerun meanwhile starts no second one
     return proc.pid

@@ -2,7 +2,7 @@
 
 A class must look the same in the UMAP, the class-size bars and the per-class
 F1 bars, or a viewer cannot follow it from one picture to the next. Colours
-are assigned by position in the run's class list (``labels.json`` order), so
+are assigned by position in the run's class list (``RunStore.classes()`` order), so
 the same list always gives the same colours; "Unassigned" is always grey and
 does not use up a palette slot.
 """
@@ -44,7 +44,7 @@ def class_colors(classes: Sequence[str]) -> dict[str, str]:
     Parameters
     ----------
     classes
-        The run's classes in their canonical order (``labels.json``). Duplicates keep
+        The run's classes in their canonical order (``RunStore.classes()``). Duplicates keep
         their first colour; ``"Unassigned"`` gets :data:`UNASSIGNED_COLOR`.
 
     Returns

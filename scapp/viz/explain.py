@@ -16,6 +16,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from scipy import sparse
 
+from scapp.explain.markers import dotplot_data  # noqa: F401 - numbers behind the dot plot, re-exported
 from scapp.viz._style import message_figure, style
 
 __all__ = [
@@ -40,6 +41,7 @@ def class_gene_heatmap(
     colorscale: str | None = None,
     value_label: str = "score",
     title: str | None = "Genes the model relies on, per class",
+    rank_by: np.ndarray | None = None,
 ) -> go.Figure:
     """Heatmap of classes × the ``top`` genes with the largest scores across classes.
 
@@ -50,7 +52,7 @@ def class_gene_heatmap(
     Parameters
     ----------
     scores
-        classes × genes (e.g. ``class_scores`` of ``explain.safetensors``).
+        classes × genes (e.g. ``class_scores`` of ``RunStore.explain()``).
     classes, genes
         Row and column names.
     top
@@ -59,6 +61,9 @@ def class_gene_heatmap(
         Scores can be negative (Integrated Gradients): diverging colours centred on 0.
     colorscale
         Override the colour scale (default ``Viridis``, or ``RdBu_r`` when signed).
+    rank_by
+        classes × genes scores that choose and order the genes when the colours (``scores``) are a
+        rescaled view of them (SIMS: each gene divided by its maximum over classes); default ``scores``.
 
     Returns
     -------
@@ -72,10 +77,13 @@ def class_gene_heatmap(
     if S.size == 0:
         return message_figure("No gene scores to show.", title=title)
     S = np.nan_to_num(S, nan=0.0, posinf=0.0, neginf=0.0)
-    norm = np.sqrt((S**2).sum(axis=0))
+    R = S if rank_by is None else np.nan_to_num(np.asarray(rank_by, dtype=np.float64), nan=0.0)
+    if R.shape != S.shape:
+        raise ValueError(f"rank_by has shape {R.shape}; expected {S.shape}.")
+    norm = np.sqrt((R**2).sum(axis=0))
     sel = np.argsort(-norm, kind="stable")[: max(1, min(int(top), S.shape[1]))]
     sub = S[:, sel]
-    strength = np.abs(sub) if signed else sub
+    strength = np.abs(R[:, sel]) if signed else R[:, sel]
     peak_class = strength.argmax(axis=0)
     peak = strength.max(axis=0)
     order = np.lexsort((-peak, peak_class))
@@ -150,7 +158,7 @@ def gene_importance_bar(
     genes
         Gene names.
     importance
-        One value per gene (``global_importance.csv``).
+        One value per gene (``RunStore.global_importance()``).
     top
         Number of genes.
 
@@ -192,98 +200,6 @@ def cell_explain_bar(
     """
     return _top_genes_bar(genes, mask_row, top=top, title=title, value_label=value_label,
                           extra=expression, extra_label="expression")
-
-
-def dotplot_data(
-    X_log: np.ndarray | sparse.spmatrix | sparse.sparray,
-    labels: Sequence | np.ndarray | pd.Series,
-    genes: Sequence[str],
-    selected_genes: Sequence[str],
-    *,
-    classes: Sequence[str] | None = None,
-    threshold: float = 0.0,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Mean expression and fraction of expressing cells per class, for a few genes.
-
-    The numbers behind :func:`expression_dotplot`. Computed as products of a
-    sparse classes × cells indicator matrix with the selected columns, so cost
-    grows with the non-zeros, not with a loop over cells.
-
-    Parameters
-    ----------
-    X_log
-        cells × genes, dense or scipy sparse (log-normalised expression).
-    labels
-        One class per cell; missing labels are left out.
-    genes
-        Names of the columns of ``X_log`` (the first of duplicated names is used).
-    selected_genes
-        Genes to aggregate, in the output column order.
-    classes
-        Row order (classes absent from ``labels`` give NaN rows); default: the categories
-        of a categorical ``labels``, else sorted unique labels.
-    threshold
-        A cell expresses a gene when its value is above this (≥ 0).
-
-    Returns
-    -------
-    mean_df, frac_df
-        classes × selected genes: mean over all cells of the class, and the fraction of
-        cells with a value above ``threshold``.
-
-    Raises
-    ------
-    KeyError
-        When a selected gene is not in ``genes``.
-    """
-    if threshold < 0:
-        raise ValueError(f"threshold must be >= 0 (zeros are never expressed), got {threshold}.")
-    gene_pos = pd.Index([str(g) for g in genes])
-    if len(gene_pos) != X_log.shape[1]:
-        raise ValueError(f"{len(gene_pos)} gene names for {X_log.shape[1]} columns of X.")
-    first = ~gene_pos.duplicated()
-    lookup = pd.Series(np.flatnonzero(first), index=gene_pos[first])
-    sel_names = [str(g) for g in selected_genes]
-    missing = [g for g in sel_names if g not in lookup.index]
-    if missing:
-        raise KeyError(f"Genes not in the data: {', '.join(missing[:10])}" + (" …" if len(missing) > 10 else ""))
-    cols = lookup.loc[sel_names].to_numpy()
-
-    lab = labels if isinstance(labels, pd.Series) else pd.Series(np.asarray(labels, dtype=object))
-    if len(lab) != X_log.shape[0]:
-        raise ValueError(f"{len(lab)} labels for {X_log.shape[0]} cells.")
-    if classes is None:
-        if isinstance(lab.dtype, pd.CategoricalDtype):
-            classes = [str(c) for c in lab.cat.categories]
-        else:
-            classes = sorted({str(v) for v in pd.unique(lab.dropna())})
-    classes = [str(c) for c in classes]
-    ok = lab.notna().to_numpy()
-    code = pd.Categorical(lab.astype(object).where(lab.notna(), None).astype(str), categories=classes).codes
-    ok &= code >= 0
-    rows = np.flatnonzero(ok)
-    G = sparse.csr_matrix(
-        (np.ones(rows.size, dtype=np.float64), (code[rows], rows)), shape=(len(classes), X_log.shape[0])
-    )
-    n_per = np.asarray(G.sum(axis=1)).ravel()
-    if sparse.issparse(X_log):
-        Xs = sparse.csc_matrix(X_log)[:, cols].astype(np.float64)
-        E = Xs.copy()
-        E.data = (E.data > threshold).astype(np.float64)
-        sums = np.asarray((G @ Xs).todense())
-        expr = np.asarray((G @ E).todense())
-    else:
-        Xd = np.asarray(X_log)[:, cols].astype(np.float64)
-        sums = np.asarray(G @ Xd)
-        expr = np.asarray(G @ (Xd > threshold).astype(np.float64))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = sums / n_per[:, None]
-        frac = expr / n_per[:, None]
-    mean[n_per == 0] = np.nan
-    frac[n_per == 0] = np.nan
-    idx = pd.Index(classes, name="class")
-    cols_idx = pd.Index(sel_names, name="gene")
-    return pd.DataFrame(mean, index=idx, columns=cols_idx), pd.DataFrame(frac, index=idx, columns=cols_idx)
 
 
 def expression_dotplot(

@@ -1,7 +1,7 @@
 """Pictures that set a model's marker genes beside the statistical ones, and rare vs common classes.
 
 Inputs are the tidy tables of :mod:`scapp.explain.markers` and the run's
-``per_class_test.csv``; nothing here reads files.
+per-class scores (``RunStore.per_class()``); nothing here reads files.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Pictures of test-set performance: confusion, per-class scores and calibration.
 
-Each builder takes the tidy table that :mod:`scapp.evaluate` writes to the run's
-``artifacts/`` (``confusion_test.csv``, ``per_class_test.csv``,
-``reliability_test.json``) and returns a figure; nothing here reads files.
+Each builder takes the tidy table that :mod:`scapp.evaluate` computes and the run
+keeps (``RunStore.confusion()``, ``.per_class()``, ``.reliability()``) and returns a
+figure; nothing here reads files.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def confusion_heatmap(
     Parameters
     ----------
     cm
-        Counts, true classes × predicted classes (``confusion_test.csv`` read with
-        ``index_col=0``); an extra predicted column such as "Unassigned" is fine.
+        Counts, true classes × predicted classes (``RunStore.confusion()``, indexed by
+        the true class); an extra predicted column such as "Unassigned" is fine.
         Classes are drawn in the given order, the first at the top left.
     normalize
         Colour by fraction of each true class (``True``) or by raw count.
@@ -106,7 +106,7 @@ def class_f1_bars(
     Parameters
     ----------
     per_class
-        ``per_class_test.csv``: columns ``class``, ``support`` and the ``metrics``.
+        ``RunStore.per_class()``: columns ``class``, ``support`` and the ``metrics``.
     colors
         ``{class: colour}``; each class name on the axis gets a dot in its colour.
     highlight_smallest
@@ -200,11 +200,11 @@ def reliability_diagram(
     Parameters
     ----------
     before, after
-        Reliability dicts as in ``reliability_test.json`` (``"before"`` / ``"after"``):
+        Reliability dicts as in ``RunStore.reliability()`` (``"before"`` / ``"after"``):
         lists ``bin_lower``, ``bin_upper``, ``confidence``, ``accuracy`` (``None`` for
         empty bins) and ``count``. ``after`` may be omitted.
     ece_before, ece_after
-        Expected calibration errors to print in the legend (``metrics.json`` ``calibration``).
+        Expected calibration errors to print in the legend (``calibration`` of ``RunStore.metrics()``).
     temperature
         The fitted temperature, named in the "after" legend entry.
 

@@ -1,4 +1,4 @@
-"""Live and final training curves, drawn from the per-epoch history (``metrics.jsonl``).
+"""Live and final training curves, drawn from the per-epoch history (``RunStore.epochs()``).
 
 The Train page redraws this every few seconds while a job runs, so it must
 cope with a history that is still empty, has one epoch, or lacks columns a
@@ -44,7 +44,7 @@ def training_curves(
     Parameters
     ----------
     history
-        One row per epoch, as in ``metrics.jsonl`` / ``artifacts/history.csv``: ``epoch``
+        One row per epoch, as in ``RunStore.epochs()`` / ``RunStore.history()``: ``epoch``
         and any of ``train_loss``, ``valid_loss``, ``valid_accuracy``, ``valid_macro_f1``,
         ``valid_balanced_accuracy``, ``best_epoch``. Missing columns are skipped.
         Rows without an epoch are ignored; a repeated epoch keeps its last row.

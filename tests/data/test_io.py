@@ -25,9 +25,9 @@ N_CELLS, N_GENES = 200, 500
 
 
 @pytest.fixture(scope="module")
-def small(shared_data: Path) -> anndata.AnnData:
-    """200 real cells × the 500 most-expressed genes of pbmc4k (integer counts)."""
-    full = anndata.read_h5ad(shared_data / "pbmc4k_10x_soupx.h5ad")
+def small(assets: Path) -> anndata.AnnData:
+    """200 real cells × the 500 most-expressed genes of the pbmc4k demo query (integer counts)."""
+    full = anndata.read_h5ad(assets / "demo_pbmc4k_query.h5ad")
     cells = np.linspace(0, full.n_obs - 1, N_CELLS).astype(int)
     totals = np.asarray(full.X.sum(axis=0)).ravel()
     genes = np.sort(np.argsort(-totals, kind="stable")[:N_GENES])

@@ -1,4 +1,8 @@
-"""qc_summary / detect_input_kind / label_candidates on real counts and their transforms."""
+"""qc_summary / detect_input_kind / label_candidates on real counts and their transforms.
+
+Real cells come from the demo assets (PBMC 4k query, PBMC 3k with Seurat's log-normalized values rebuilt bit for
+bit); only the checks on the Seurat tutorial's own obs columns need the shared ``pbmc3k_seurat_hvg2000.h5ad``.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,9 @@ from scapp.data.qc import label_candidates
 
 
 @pytest.fixture(scope="module")
-def pbmc4k_small(shared_data: Path) -> anndata.AnnData:
-    """300 real cells × 2,000 most-expressed genes of pbmc4k, integer counts."""
-    full = anndata.read_h5ad(shared_data / "pbmc4k_10x_soupx.h5ad")
+def pbmc4k_small(assets: Path) -> anndata.AnnData:
+    """300 real cells × 2,000 most-expressed genes of the pbmc4k demo query, integer counts."""
+    full = anndata.read_h5ad(assets / "demo_pbmc4k_query.h5ad")
     cells = np.linspace(0, full.n_obs - 1, 300).astype(int)
     totals = np.asarray(full.X.sum(axis=0)).ravel()
     genes = np.sort(np.argsort(-totals, kind="stable")[:2000])
@@ -28,9 +32,35 @@ def pbmc4k_small(shared_data: Path) -> anndata.AnnData:
     return a
 
 
+def seurat_lognorm(counts: sparse.csr_matrix, n_count_rna: np.ndarray) -> sparse.csr_matrix:
+    """Seurat's LogNormalize, ``log1p(x / nCount_RNA * 1e4)`` with totals over *all* genes (float32)."""
+    X = sparse.csr_matrix(sparse.diags(1e4 / np.asarray(n_count_rna, dtype=np.float64)) @ counts)
+    X.data = np.log1p(X.data)
+    return X.astype(np.float32)
+
+
 @pytest.fixture(scope="module")
-def pbmc3k(shared_data: Path) -> anndata.AnnData:
-    return anndata.read_h5ad(shared_data / "pbmc3k_seurat_hvg2000.h5ad")
+def pbmc3k(assets: Path) -> anndata.AnnData:
+    """All 2,638 pbmc3k cells from the demo asset, with the shared file's ``lognorm_original`` layer rebuilt.
+
+    The shared file's counts were rebuilt exactly from Seurat's values, so Seurat's values come back exactly from the
+    counts and ``nCount_RNA`` (``test_rebuilt_lognorm_equals_the_shared_files_layer`` checks it where it can).
+    """
+    a = anndata.read_h5ad(assets / "demo_pbmc3k.h5ad")
+    a.layers["lognorm_original"] = seurat_lognorm(a.X, a.obs["nCount_RNA"].to_numpy())
+    return a
+
+
+@pytest.fixture(scope="module")
+def pbmc3k_seurat(shared_file) -> anndata.AnnData:
+    """The shared pbmc3k file with every obs column of the Seurat tutorial (clusters, UMAP, orig.ident)."""
+    return anndata.read_h5ad(shared_file("pbmc3k_seurat_hvg2000.h5ad"))
+
+
+def test_rebuilt_lognorm_equals_the_shared_files_layer(pbmc3k, pbmc3k_seurat):
+    assert list(pbmc3k.obs_names) == list(pbmc3k_seurat.obs_names)
+    assert (pbmc3k.X != pbmc3k_seurat.X).nnz == 0
+    assert (pbmc3k.layers["lognorm_original"] != pbmc3k_seurat.layers["lognorm_original"]).nnz == 0
 
 
 def test_counts_on_real_counts(pbmc4k_small):
@@ -152,17 +182,28 @@ def test_explicit_zeros_not_counted_as_expressed(pbmc4k_small):
 
 
 def test_label_candidates_pbmc3k(pbmc3k):
+    """The demo asset keeps the labels and three per-cell numbers (nCount_RNA, nFeature_RNA, percent.mt)."""
     cands = label_candidates(pbmc3k)
+    assert list(cands) == ["cell_type", "cell_type_coarse"]  # per-cell numbers are never candidates
+    ct = cands["cell_type"]
+    assert sum(ct.values()) == pbmc3k.n_obs
+    assert list(ct.values()) == sorted(ct.values(), reverse=True)
+    assert ct["Platelet"] == 14
+    assert label_candidates(pbmc3k, max_classes=8).keys() == {"cell_type_coarse"}
+
+
+def test_label_candidates_pbmc3k_seurat_columns(pbmc3k_seurat):
+    cands = label_candidates(pbmc3k_seurat)
     names = list(cands)
     assert names[:2] == ["cell_type", "cell_type_coarse"]
     assert "orig.ident" not in cands  # a single value
     assert "nCount_RNA" not in cands and "UMAP_1" not in cands  # per-cell numbers
     assert "seurat_clusters" in cands  # low-cardinality integers
     ct = cands["cell_type"]
-    assert sum(ct.values()) == pbmc3k.n_obs
+    assert sum(ct.values()) == pbmc3k_seurat.n_obs
     assert list(ct.values()) == sorted(ct.values(), reverse=True)
     assert ct["Platelet"] == 14
-    assert label_candidates(pbmc3k, max_classes=8).keys() == {"cell_type_coarse"}
+    assert label_candidates(pbmc3k_seurat, max_classes=8).keys() == {"cell_type_coarse"}
 
 
 def test_label_candidates_skip_ids_and_keep_bools():
@@ -180,7 +221,7 @@ def test_label_candidates_skip_ids_and_keep_bools():
     assert cands["annotation"] == {"T": 60, "B": 40}
 
 
-def test_to_dict_round_trips_through_json(pbmc3k, shared_data):
+def test_to_dict_round_trips_through_json(pbmc3k):
     qc = qc_summary(pbmc3k, read_info={"format": "h5ad", "notes": ["a note"]})
     d = json.loads(json.dumps(qc.to_dict(), allow_nan=False))
     assert d["input_kind"] == "counts"

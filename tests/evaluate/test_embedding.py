@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scapp import runs
-from scapp.evaluate.embedding import sample_umap
+from scapp.evaluate.embedding import compute_cell_map, sample_umap
 from scapp.sampling import downsample_idx
 
 
@@ -26,23 +26,33 @@ def test_sample_umap_maps_a_stratified_sample_only():
         sample_umap(latent, labels[:10])
 
 
-def test_cell_map_state_on_disk(tmp_path):
-    run = tmp_path / "run"
-    (run / "artifacts").mkdir(parents=True)
-    pd.DataFrame({"cell_id": [f"c{i}" for i in range(40)], "true": ["a", "b"] * 20,
-                  "p_a": np.linspace(0, 1, 40), "p_b": np.linspace(1, 0, 40)}).to_parquet(run / "predictions.parquet")
-    path = runs.cell_map_path(run, 15)
+def test_compute_cell_map_stores_the_map_in_the_run(tmp_path):
+    store = runs.RunStore(tmp_path / "run")
+    store.write_predictions(pd.DataFrame({"cell_id": [f"c{i}" for i in range(40)], "true": ["a", "b"] * 20,
+                                          "p_a": np.linspace(0, 1, 40), "p_b": np.linspace(1, 0, 40)}))
+    path = store.cell_map_path(15)
     assert path.name == "umap_proba_15.safetensors"  # no latent space: a map of the class probabilities
-    assert runs.cell_map_state(run, 15) == ("missing", None)
-    path.with_suffix(".running").write_text(str(os.getpid()))
-    assert runs.cell_map_state(run, 15)[0] == "running"
-    path.with_suffix(".running").write_text("999999999")  # a job that died
-    assert runs.cell_map_state(run, 15)[0] == "missing"
-    arrays = runs.compute_cell_map(run, 15)
-    assert runs.cell_map_state(run, 15) == ("ready", None) and not path.with_suffix(".running").exists()
-    assert arrays["umap"].shape == (15, 2) and set(runs.read_arrays(path)) == {"index", "umap"}
-    runs.write_arrays(run / "artifacts" / "embedding.safetensors", {"embedding": np.zeros((40, 3), np.float32)})
-    assert runs.cell_map_path(run, 15).name == "umap_15.safetensors"
+    assert store.cell_map_state(15) == ("missing", None)
+    store.mark_cell_map_running(15, os.getpid())
+    assert store.cell_map_state(15)[0] == "running"
+    store.mark_cell_map_running(15, 999999999)  # a job that died
+    assert store.cell_map_state(15)[0] == "missing"
+    arrays = compute_cell_map(store, 15)
+    assert store.cell_map_state(15) == ("ready", None)
+    assert arrays["umap"].shape == (15, 2) and set(store.cell_map(15)) == {"index", "umap"}
+    store.write_embedding(np.zeros((40, 3), np.float32))
+    assert store.cell_map_path(15).name == "umap_15.safetensors"
+    arrays = compute_cell_map(store, 15)  # on the latent space now
+    assert store.cell_map_state(15) == ("ready", None) and arrays["umap"].shape == (15, 2)
+
+
+def test_compute_cell_map_records_a_failure(tmp_path):
+    store = runs.RunStore(tmp_path / "run")
+    store.write_predictions(pd.DataFrame({"cell_id": ["c0", "c1"], "p_a": [0.5, 0.5]}))  # no "true" column
+    with pytest.raises(KeyError):
+        compute_cell_map(store, 15)
+    state, msg = store.cell_map_state(15)
+    assert state == "failed" and "could not be computed (KeyError" in msg
 
 
 def test_cli_map_refuses_a_run_without_predictions(tmp_path, capsys):

@@ -21,7 +21,7 @@ def finished_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pages-runs")
     rc = cli.main(["train", str(REPO / "assets" / "demo_pbmc3k.h5ad"), "--label", "cell_type", "--epochs", "2",
-                   "--out", str(root / "demo-run"), "--device", "cpu", "--quiet"])
+                   "--out", str(root / "demo-run"), "--device", "cpu", "--quiet", "--threshold", "0.7"])
     assert rc == 0
     return root
 
@@ -89,18 +89,17 @@ def test_explore_cell_map_shows_a_sample_and_counts_selected_cells_left_out(app,
     import os
 
     import numpy as np
-    import pandas as pd
 
     import scapp.evaluate.embedding as embedding
     from scapp import runs
     from scapp.sampling import downsample_idx
 
     monkeypatch.setattr(embedding, "DISPLAY_CELLS", 500)
-    run = Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run"
-    pred = pd.read_parquet(run / "predictions.parquet")
+    store = runs.RunStore(Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run")
+    pred = store.predictions()
     idx = downsample_idx(pred["true"], 500)
     coords = np.random.default_rng(0).normal(size=(len(idx), 2)).astype(np.float32)
-    runs.write_arrays(runs.cell_map_path(run, 500), {"index": idx, "umap": coords})  # as `scapp map --cells 500`
+    store.write_cell_map(500, {"index": idx, "umap": coords})  # as `scapp map --cells 500`
     test = pred[pred["split"] == "test"]
     true_c, pred_c = test.groupby(["true", "pred"]).size().idxmax()
     app.run()
@@ -127,16 +126,15 @@ def test_explore_cell_map_job_running_and_failed(app, monkeypatch):
     from scapp import runs
 
     monkeypatch.setattr(embedding, "DISPLAY_CELLS", 400)
-    run = Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run"
-    path = runs.cell_map_path(run, 400)
-    path.with_suffix(".running").write_text(str(os.getpid()))  # a map job in progress
+    store = runs.RunStore(Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run")
+    store.mark_cell_map_running(400, os.getpid())  # a map job in progress
     app.run()
     app.switch_page("pages/explore.py").run()
     app.segmented_control(key="explore-view").set_value("Cell map").run()
     assert not app.exception
     assert any("in the background" in i.value for i in app.info)
-    path.with_suffix(".running").unlink()
-    path.with_suffix(".error").write_text("The cell map could not be computed (ValueError: boom).")
+    with pytest.raises(ValueError), store.cell_map_job(400):  # the job fails
+        raise ValueError("boom")
     app.run()
     assert not app.exception
     assert "could not be computed" in app.error[0].value and app.button(key="explore-map-retry")
@@ -163,8 +161,39 @@ def test_annotate_predicts_and_offers_downloads(app):
     app.button(key="annotate-go").click().run()
     assert not app.exception
     assert any(m.label == "Unassigned" for m in app.metric)
-    app.slider(key="annotate-threshold").set_value(0.99).run()
+    slider = app.slider(key="annotate-threshold-demo-run")
+    assert slider.value == pytest.approx(0.7)  # the threshold chosen before training, not 0.5
+    slider.set_value(0.99).run()
     assert not app.exception
+
+
+def test_a_run_cancelled_while_queued_is_not_offered_in_explore(app):
+    import os
+
+    from scapp import runs
+
+    queued = runs.RunStore.create("sims", root=Path(os.environ["SCAPP_RUNS_DIR"]))
+    queued.write_status("cancelled", message="Removed from the queue before it started.", has_model=False)
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    assert not app.exception, app.exception
+    assert queued.id not in app.selectbox(key="explore-run").options
+    assert any(m.label == "Macro F1 (test)" for m in app.metric)
+
+
+def test_model_page_estimates_with_the_gpu_when_there_is_one(app, monkeypatch):
+    import pages._ui as ui
+    from scapp.models.presets import estimate_seconds
+
+    app.run()
+    app.switch_page("pages/model.py").run()
+    cpu = app.radio(key="model-preset").options
+    monkeypatch.setattr(ui, "device_label", lambda: "GPU: NVIDIA H100")
+    app.switch_page("pages/model.py").run()
+    gpu = app.radio(key="model-preset").options
+    assert not app.exception
+    assert cpu != gpu
+    assert f"~{estimate_seconds('sims', 'default', 3000, gpu=True) / 60:.1f} min" in " ".join(gpu)
 
 
 def test_runs_page_refuses_to_delete_a_running_run(app, finished_run):
@@ -214,12 +243,15 @@ def test_sidebar_offers_the_figure_format(app):
 def test_explore_shows_the_dotplot_or_says_it_is_missing(app):
     import os
 
+    from scapp import runs
+
     app.run()
     app.switch_page("pages/explore.py").run()
     app.segmented_control(key="explore-view").set_value("Explanations").run()
     titles = [c.proto.spec for c in app.get("plotly_chart")]
     assert any("Do the top genes mark their class" in t for t in titles)
-    (Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run" / "artifacts" / "dotplot.csv").unlink()  # an older run
+    store = runs.RunStore(Path(os.environ["SCAPP_RUNS_DIR"]) / "demo-run")
+    (store.path / runs.LAYOUT["dotplot"]).unlink()  # an older run, trained before the dot plot was saved
     app.run()
     assert not app.exception
     assert any("not available for this run" in i.value for i in app.info)
@@ -229,19 +261,17 @@ def test_explore_shows_the_dotplot_or_says_it_is_missing(app):
 
 
 def _second_run(runs_dir: Path, name: str, *, relabel: int = 0, sha: str | None = None) -> Path:
-    import pandas as pd
-
     from scapp import runs
 
     dst = runs_dir / name
     shutil.copytree(runs_dir / "demo-run", dst)
-    pred = pd.read_parquet(dst / "predictions.parquet")
+    store = runs.RunStore(dst)
+    pred = store.predictions()
     test = pred.index[pred["split"] == "test"][:relabel]
     pred.loc[test, "pred"] = "B"
-    pred.to_parquet(dst / "predictions.parquet")
+    store.write_predictions(pred)
     if sha:
-        data = runs.read_json(dst / "data.json")
-        runs.write_json(dst / "data.json", {**data, "sha256": sha, "path": "/elsewhere/other.h5ad"})
+        store.write_data_info({**store.data_info(), "sha256": sha, "path": "/elsewhere/other.h5ad"})
     return dst
 
 
@@ -267,6 +297,8 @@ def test_compare_two_runs_on_the_same_data(app):
 def test_compare_runs_on_different_data_says_so(app):
     import os
 
+    from scapp import runs
+
     runs_dir = Path(os.environ["SCAPP_RUNS_DIR"])
     _second_run(runs_dir, "other-data-run", sha="f" * 64)
     app.run()
@@ -274,7 +306,7 @@ def test_compare_runs_on_different_data_says_so(app):
     app.multiselect(key="compare-runs").set_value(["demo-run", "other-data-run"]).run()
     assert not app.exception
     assert any("different data" in e.value and "other.h5ad" in e.value for e in app.error)
-    assert (runs_dir / "demo-run" / "model.safetensors").exists()
+    assert runs.RunStore(runs_dir / "demo-run").has_weights
 
 
 def test_compare_with_one_run_explains_what_it_needs(app):
@@ -353,7 +385,7 @@ def test_stop_pressed_twice_is_harmless(app):
         app.button(key="train-stop").click().run()
         assert not app.exception
         assert "Already stopping" in app.toast[0].value
-        assert (run / "STOP").exists() and (run / "model.safetensors").exists()
+        assert runs.RunStore(run).stop_requested() and runs.RunStore(run).has_weights
     finally:
         job.kill()
         job.wait()

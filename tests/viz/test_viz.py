@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import json
 from pathlib import Path
 
 import anndata as ad
@@ -18,7 +17,7 @@ from scipy import sparse
 
 from scapp import viz
 from scapp.cli import main
-from scapp.runs import read_arrays, read_jsonl
+from scapp.runs import RunStore
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assets" / "demo_pbmc3k.h5ad"
@@ -39,12 +38,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def data(run: Path) -> dict:
     """The run's artifacts as the tidy inputs the builders take (the page does this I/O)."""
-    art = run / "artifacts"
-    classes = json.loads((run / "labels.json").read_text())["classes"]
-    genes = (run / "genes.txt").read_text().split()
+    s = RunStore(run)
+    classes = s.classes()
+    genes = s.genes()
     adata = ad.read_h5ad(DEMO)
     X = sparse.csr_matrix(adata.X)
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = s.metrics()
     return {
         "classes": classes,
         "colors": viz.class_colors(classes),
@@ -52,17 +51,17 @@ def data(run: Path) -> dict:
         "counts": np.asarray(X.sum(axis=1)).ravel(),
         "n_genes": np.diff(X.indptr),
         "class_counts": adata.obs["cell_type"].astype(str).value_counts().to_dict(),
-        "history": pd.DataFrame(read_jsonl(run / "metrics.jsonl")),
-        "cm": pd.read_csv(art / "confusion_test.csv", index_col=0),
-        "per_class": pd.read_csv(art / "per_class_test.csv"),
-        "reliability": json.loads((art / "reliability_test.json").read_text()),
+        "history": pd.DataFrame(s.epochs()),
+        "cm": s.confusion(),
+        "per_class": s.per_class(),
+        "reliability": s.reliability(),
         "calibration": metrics["calibration"],
-        "embedding": read_arrays(art / "embedding.safetensors")["embedding"],
-        "pred": pd.read_parquet(run / "predictions.parquet"),
-        "explain": read_arrays(art / "explain.safetensors"),
-        "importance": pd.read_csv(art / "global_importance.csv"),
-        "markers": pd.read_csv(art / "markers.csv"),
-        "reference_markers": pd.read_csv(art / "reference_markers.csv"),
+        "embedding": s.embedding(),
+        "pred": s.predictions(),
+        "explain": s.explain(),
+        "importance": s.global_importance(),
+        "markers": s.markers(),
+        "reference_markers": s.reference_markers(),
         "adata": adata,
     }
 
