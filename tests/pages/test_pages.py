@@ -32,7 +32,7 @@ def app(finished_run, tmp_path, monkeypatch):
     shutil.copytree(finished_run, runs_dir)
     monkeypatch.setenv("SCAPP_RUNS_DIR", str(runs_dir))
     monkeypatch.chdir(REPO)
-    return AppTest.from_file(APP, default_timeout=120)
+    return AppTest.from_file(APP, default_timeout=300)
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -442,7 +442,7 @@ def test_explore_hydra_run_shows_ig_markers_overlap_and_user_list(hydra_run, tmp
     shutil.copytree(hydra_run, runs_dir)
     monkeypatch.setenv("SCAPP_RUNS_DIR", str(runs_dir))
     monkeypatch.chdir(REPO)
-    at = AppTest.from_file(APP, default_timeout=120)
+    at = AppTest.from_file(APP, default_timeout=300)
     at.run()
     at.session_state["explore-view-last"] = "Explanations"
     at.switch_page("pages/explore.py").run()
