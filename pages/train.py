@@ -60,8 +60,11 @@ def progress(run: Path) -> None:
     frac = float(st_.get("progress") or 0.0)
     eta = st_.get("eta_s")
     text = f"{st_.get('phase', '')} · epoch {st_.get('epoch', 0)}/{st_.get('max_epochs', '?')}"
+    eta_max = st_.get("eta_max_s")
     if eta and state == "running":
-        text += f" · at most ~{eta / 60:.1f} min left (early stopping usually ends sooner)"
+        # eta_s: if early stopping ends this phase as soon as it can; eta_max_s: if it runs every epoch
+        text += (f" · about {eta / 60:.1f}–{eta_max / 60:.1f} min left in this phase" if eta_max and eta_max > eta
+                 else f" · about {eta / 60:.1f} min left in this phase")
     st.progress(min(max(frac, 0.0), 1.0), text=text)
     if state in ("running", "queued"):
         if st.button("Stop", key="train-stop"):

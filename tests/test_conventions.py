@@ -81,3 +81,44 @@ def test_no_run_file_name_outside_runs_py():
         if found:
             bad[str(p.relative_to(REPO))] = found
     assert not bad, f"run-folder file names outside scapp/runs.py (use scapp.runs.RunStore): {bad}"
+
+
+# --------------------------------------------------------------------------- layering between scapp's packages
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports (top level or inside functions)."""
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def test_layering_between_packages():
+    """architecture.md: train reaches models only through the registry; models know nothing of train, files or
+    plots; runs is storage only; viz and evaluate know nothing of models; the engine draws no figures."""
+    rules = {
+        "train": lambda m: m.startswith("scapp.models") and m != "scapp.models.registry",
+        "models": lambda m: m.startswith(("scapp.train", "scapp.runs", "scapp.viz", "streamlit")),
+        "viz": lambda m: m.startswith(("scapp.models", "scapp.train", "scapp.runs")),
+        "evaluate": lambda m: m.startswith(("scapp.models", "scapp.train", "scapp.viz")),
+    }
+    bad = []
+    for pkg, forbidden in rules.items():
+        for f in (REPO / "scapp" / pkg).rglob("*.py"):
+            bad += [f"{f.relative_to(REPO)} imports {m}" for m in _imports(f) if forbidden(m)]
+    runs_imports = _imports(REPO / "scapp" / "runs.py")
+    bad += [f"scapp/runs.py imports {m}" for m in runs_imports
+            if m.startswith(("scapp.evaluate", "scapp.models", "scapp.train", "scapp.viz"))]
+    assert not bad, bad
+
+
+def test_no_epoch_loop_inside_models():
+    """The Trainer owns every epoch loop: no model file iterates over epochs or calls an optimizer itself."""
+    for f in (REPO / "scapp" / "models").glob("*.py"):
+        text = f.read_text()
+        assert not re.search(r"for\s+epoch\s+in", text), f
+        assert ".backward()" not in text and "optimizer.step()" not in text and "opt.step()" not in text, f

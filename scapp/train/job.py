@@ -32,11 +32,15 @@ def check_request(req: TrainRequest, adata: Any) -> None:
     Raises a ``ScappError`` subclass whose message says what to change.
     """
     from scapp.data.validate import check_counts, get_labels, get_matrix
-    from scapp.models import get_model_class
-    from scapp.models.base import config_from_dict
+    from scapp.errors import LabelError
+    from scapp.models.registry import config_from_dict, get_spec
 
-    config_from_dict(get_model_class(req.model).Config, dict(req.model_config))  # unknown options name themselves
-    get_labels(adata, req.label)
+    spec = get_spec(req.model)
+    config_from_dict(spec.load().Config, dict(req.model_config))  # unknown options name themselves
+    if req.label:
+        get_labels(adata, req.label)
+    elif spec.capabilities.needs_labels:
+        raise LabelError(f"{spec.title} learns cell types from labels: choose the label column on the Data page.")
     check_counts(get_matrix(adata, req.layer), what="The training data", layer_hint=False)
 
 
