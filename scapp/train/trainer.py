@@ -40,7 +40,6 @@ class Trainer:
         """Epoch events of later phases (``refine_epoch``, ``mlp_loss`` …) and phase notes."""
         self.best_epoch: int | None = None
         """Kept epoch of the main phase."""
-        self.t0 = time.monotonic()
 
     # -- stop and events -----------------------------------------------------------------
     def should_stop(self) -> bool:
