@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, chosen_file, load, show_error, show_figure
+from pages._ui import choose_run, chosen_file, load, runs_root, show_error, show_figure
 from scapp.errors import ScappError
 
 st.title("Annotate")
@@ -62,10 +62,52 @@ c[3].metric("Input kind", qc.input_kind)
 if rep.missing_important:
     st.warning(f"{len(rep.missing_important)} of the model's {rep.n_important_checked} most important genes are "
                f"missing: {', '.join(rep.missing_important[:15])}")
+if rep.n_shared < rep.n_model_genes:
+    st.caption(f"{rep.summary()}.")  # how many of the model's genes the query lacks and are filled with zeros
 if qc.input_kind != "counts":
     st.error(f"The query does not look like raw counts: {qc.input_kind_reason}")
+
+
+@st.cache_data(show_spinner="Reading the genes of the model's training file…", max_entries=4)
+def _retrain_offer(run_dir: str, query_path: str, mtime: float):
+    from scapp.retrain import retrain_offer
+
+    return retrain_offer(run_dir, load(query_path, mtime)[0])
+
+
+def _start_retrain() -> None:
+    """Queue the run's method and settings on the genes the query shares with its training file."""
+    from scapp.retrain import retrain_request
+    from scapp.train.job import start_job
+
+    try:
+        req = retrain_request(run, adata, query_name=Path(path).name)
+        new = start_job(req, root=runs_root())
+    except ScappError as e:
+        show_error(e)
+        return
+    st.session_state["annotate-retrained"] = (str(run), path, new.name)
+
+
 if not rep.ok:
     st.error(rep.reason)
+    started = st.session_state.get("annotate-retrained")
+    offer = None if started and started[:2] == (str(run), path) else _retrain_offer(str(run), path, p.stat().st_mtime)
+    if offer is None:
+        st.session_state["run_id"] = started[2]  # the run the Train page follows and Annotate offers next
+        st.success(f"Retraining started as run **{started[2]}**. When it has finished, come back here and pick it "
+                   "as the run to annotate this query with.")
+        st.page_link("pages/train.py", label="Follow it on the Train page", icon=":material/play_circle:")
+    elif offer.available:
+        n = offer.n_shared
+        st.info(f"The query shares {n:,} of the model's genes. Retrain the same method and settings on those "
+                f"{n:,} genes, then annotate with the new run.")
+        if st.button(f"Retrain on the {n:,} shared genes", key="annotate-retrain", type="primary"):
+            _start_retrain()
+            if st.session_state.get("annotate-retrained", ("",))[:2] == (str(run), path):
+                st.rerun()
+    else:
+        st.info(offer.reason)
     st.stop()
 
 if st.button("Predict", type="primary", key="annotate-go", disabled=qc.input_kind != "counts"):

@@ -102,3 +102,23 @@ else:
     st.download_button("Download disagreeing cells (CSV)", lambda: dis.to_csv(index=False),
                        file_name=f"compare-{name}-disagreements.csv", mime="text/csv", key="compare-dl",
                        on_click="ignore", icon=":material/download:")
+
+st.subheader("Combine them")
+st.caption("An ensemble averages these runs' calibrated probabilities, with weights picked on the validation cells. "
+           "It needs runs on the same cells and split (same seed and fractions); it is saved as a run of its own, "
+           "with copies of its members, and can be explored and used to annotate like any run.")
+if st.button("Combine into an ensemble", key="compare-ensemble", icon=":material/merge:"):
+    from scapp.train.ensemble import ensemble_runs
+
+    new = runs.create_run("ensemble", root=runs_root())
+    try:
+        with st.spinner("Combining the runs…"):
+            ens = ensemble_runs([str(runs_root() / r) for r in chosen], new)
+    except ScappError as e:
+        runs.write_status(new, "failed", error=str(e), has_model=False)
+        show_error(e)
+    else:
+        st.session_state["run_id"] = new.name
+        weights = ", ".join(f"{m['model']} {m['weight']:.0%}" for m in ens["members"])
+        st.success(f"Ensemble {new.name}: weights {weights}; test macro F1 {ens['test']['macro_f1']:.3f}.")
+        st.page_link("pages/explore.py", label="Explore the ensemble", icon=":material/arrow_forward:")

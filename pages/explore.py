@@ -109,7 +109,8 @@ for note in m.get("notes", []):
 # Which views a run has follows its method's declared capabilities, never its name.
 VIEWS = [v for v, ok in (("Per class", caps.classifies), ("Cell map", caps.classifies or caps.embeds),
                          ("Calibration", caps.classifies), ("Training", not caps.classifies),
-                         ("Explanations", caps.explain_kind is not None)) if ok]
+                         ("Members", caps.combines),
+                         ("Explanations", caps.explain_kind is not None or caps.combines)) if ok]
 last = st.session_state.get("explore-view-last", VIEWS[0])
 last = last if last in VIEWS else VIEWS[0]
 view = st.segmented_control("View", VIEWS, default=last, key="explore-view", label_visibility="collapsed") or last
@@ -297,38 +298,83 @@ def _markers(store: runs.RunStore, classes: list[str], class_scores: np.ndarray,
                                         "n_ranked": st.column_config.NumberColumn("genes ranked")})
 
 
-if view == "Explanations":
+def _explanations(estore: runs.RunStore, heading: str, classes: list[str], genes: list[str], test: dict,
+                  per_class: pd.DataFrame) -> None:
+    """The explanation views of one run (this run, or a member of an ensemble)."""
     from scapp.viz import cell_explain_bar, class_gene_heatmap, gene_importance_bar
 
     try:
-        ex = store.explain()
-        gi = store.global_importance()
+        ex = estore.explain()
+        gi = estore.global_importance()
     except ScappError as e:
         show_error(e)
         st.stop()
-    features = t["genes"] if len(t["genes"]) == ex["class_scores"].shape[-1] else gi["gene"].tolist()
+    features = genes if len(genes) == ex["class_scores"].shape[-1] else gi["gene"].tolist()
     signed = bool((ex["class_scores"] < 0).any())  # logreg weights, Hydra's IG × sign(LFC)
-    st.markdown(spec.explain_heading)
+    st.markdown(heading)
     top = st.slider("Top genes", 10, 100, 40, 5, key="explore-topgenes")
     # Genes are ranked by class_scores; a method may give the heatmap a colour scale of its own (SIMS: each gene
     # divided by its maximum over classes, so a gene's colour shows which class uses it most).
     shown = ex.get("display_scores", ex["class_scores"])
     show_figure(class_gene_heatmap(shown, classes, features, top=top, signed=signed, rank_by=ex["class_scores"]),
-                key="explore-heat", name=f"{run.name}-class-genes",
+                key="explore-heat", name=f"{estore.id}-class-genes",
                 data=pd.DataFrame(ex["class_scores"].T, index=pd.Index(features, name="gene"), columns=classes)
                 .reset_index())
-    _dotplot(store, classes)
-    _markers(store, classes, ex["class_scores"], features, test, t["per_class"])
+    _dotplot(estore, classes)
+    _markers(estore, classes, ex["class_scores"], features, test, per_class)
     show_figure(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), key="explore-gi",
-                name=f"{run.name}-gene-importance", data=gi)
+                name=f"{estore.id}-gene-importance", data=gi)
     if "cell_masks" in ex and len(ex["cell_masks"]):
         cls = st.selectbox("Cell type", classes, key="explore-cell-class")
         rows = np.flatnonzero(ex["cell_class"] == classes.index(cls))
         if len(rows):
             pick = st.number_input("Cell (of the sampled cells of this type)", 0, len(rows) - 1, 0, key="explore-cell")
             mask = ex["cell_masks"][rows[pick]]
-            show_figure(cell_explain_bar(features, mask), key="explore-cellbar", name=f"{run.name}-cell-explain",
+            show_figure(cell_explain_bar(features, mask), key="explore-cellbar", name=f"{estore.id}-cell-explain",
                         data=pd.DataFrame({"gene": features, "score": mask}))
-    st.download_button("Marker table (CSV)", lambda: store.markers().to_csv(index=False),
-                       file_name=f"{run.name}-markers.csv", mime="text/csv", key="explore-dl-markers",
+    st.download_button("Marker table (CSV)", lambda: estore.markers().to_csv(index=False),
+                       file_name=f"{estore.id}-markers.csv", mime="text/csv", key="explore-dl-markers",
                        on_click="ignore")
+
+
+def _members() -> pd.DataFrame:
+    from scapp.evaluate.compare import ensemble_members_table
+
+    return ensemble_members_table(m)
+
+
+if view == "Members":
+    from scapp.viz import ensemble_members_bars
+
+    mt = _members()
+    st.markdown("Each member was trained on the same cells and split; the ensemble averages their calibrated "
+                "probabilities with the weights below, picked on the validation cells (lowest class-balanced "
+                "log-loss).")
+    show_figure(ensemble_members_bars(mt, ensemble={"valid_macro_f1": (m.get("valid") or {}).get("macro_f1"),
+                                                    "test_macro_f1": test.get("macro_f1")}),
+                key="explore-members", name=f"{run.name}-members", data=mt)
+    st.dataframe(mt, hide_index=True, width="stretch",
+                 column_config={"weight": st.column_config.NumberColumn(format="percent"),
+                                **{c: st.column_config.NumberColumn(format="%.3f") for c in mt.columns
+                                   if c.endswith(("_f1", "_accuracy"))},
+                                "fit_seconds": st.column_config.NumberColumn("training s", format="%.0f")})
+
+if view == "Explanations":
+    if caps.combines:  # an ensemble explains through its members
+        mt = _members()
+        explained = [r for r in mt.itertuples() if get_spec(r.model).capabilities.explain_kind]
+        if not explained:
+            st.info("None of this ensemble's members has explanations.")
+            st.stop()
+        by_id = {r.run_id: r for r in explained}
+        pick = by_id[st.selectbox("Member", list(by_id), key=f"explore-member-{run.name}",
+                                  format_func=lambda r: f"{by_id[r].name} (weight {by_id[r].weight:.0%})")]
+        try:
+            mstore = store.existing_member(pick.run_id)
+            mspec = get_spec(pick.model)
+            _explanations(mstore, mspec.explain_heading, mstore.classes(), mstore.genes(),
+                          (mstore.metrics() or {}).get("test") or {}, mstore.per_class())
+        except ScappError as e:
+            show_error(e)
+    else:
+        _explanations(store, spec.explain_heading, classes, t["genes"], test, t["per_class"])

@@ -75,8 +75,23 @@ def progress(run: Path) -> None:
         st.warning(st_.get("message") or "The run was stopped.")
     elif state == "finished":
         st.success("Finished. Open it on the **Explore** page.")
-    hist = pd.DataFrame(runs.RunStore(run).epochs())
-    show_figure(training_curves(hist), key="train-curves", name=f"{run.name}-training", data=hist)
+    store = runs.RunStore(run)
+    members = store.members()  # an ensemble trains its members one after the other: show the latest one's curves
+    curve_of = next((mm for mm in reversed(members) if (mm.status() or {}).get("state") == "running"),
+                    members[-1] if members else store)
+    hist = pd.DataFrame(curve_of.epochs())
+    if curve_of is not store:
+        st.caption(f"Training curves of member **{curve_of.id}** ({len(members)} member run(s) so far).")
+    show_figure(training_curves(hist), key="train-curves", name=f"{curve_of.id}-training", data=hist)
+    if state in ("finished", "cancelled") and members:
+        from scapp.evaluate.compare import ensemble_members_table
+        from scapp.viz import ensemble_members_bars
+
+        met = store.metrics(missing_ok=True) or {}
+        mt = ensemble_members_table(met)
+        show_figure(ensemble_members_bars(mt, ensemble={"valid_macro_f1": (met.get("valid") or {}).get("macro_f1"),
+                                                        "test_macro_f1": (met.get("test") or {}).get("macro_f1")}),
+                    key="train-members", name=f"{run.name}-members", data=mt)
     if state in ("finished", "failed", "cancelled"):
         st.session_state["train-last-state"] = state
 

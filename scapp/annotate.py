@@ -54,6 +54,16 @@ class LoadedRun:
         t = self.config.get("threshold")
         return float(t) if t is not None else DEFAULT_THRESHOLD
 
+    @property
+    def genes(self) -> list[str]:
+        """The genes a query is aligned to, in the model's order."""
+        return self.recipe.genes
+
+    def proba_from_counts(self, counts: Any) -> np.ndarray:
+        """Calibrated probabilities (cells × ``classes``) of raw counts aligned to ``genes`` (an RNA-only run):
+        what an ensemble asks of each member."""
+        return softmax(self.model.predict_logits(self.features(counts, None)) / self.temperature)
+
     def features(self, Xcounts: Any, adata: ad.AnnData) -> Any:
         """Model input from counts aligned to the run's genes (and the protein panel of a multimodal run)."""
         Xp = self.recipe.transform(Xcounts)
@@ -94,6 +104,9 @@ def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=n_features,
                 classes=classes, device=device)
     model.load_weights(str(store.weights_path))
+    if spec.capabilities.combines:  # an ensemble: its member runs live inside its folder
+        members = [load_run(store.existing_member(rid).path, device=device) for rid in model.config.member_runs]
+        model.attach(members, recipe.genes)
     important = (store.global_importance()["gene"].astype(str).head(50).tolist()
                  if spec.capabilities.explain_kind else [])
     return LoadedRun(path=store.path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,

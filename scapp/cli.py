@@ -114,6 +114,18 @@ def cmd_run_job(a: argparse.Namespace) -> int:
     return _execute(req, run, quiet=True)
 
 
+def cmd_retrain(a: argparse.Namespace) -> int:
+    """Train the run's method with its settings again, on only the genes of its training file that QUERY has."""
+    from scapp import runs
+    from scapp.retrain import file_var, retrain_request
+
+    q = Path(a.genes_from)
+    query = file_var(q, orientation=a.orientation)  # its genes only; a missing or unreadable file says so
+    req = retrain_request(a.run, query, query_name=q.name)
+    run = runs.create_run(req.model, out=a.out)
+    return _execute(req, run, quiet=a.quiet)
+
+
 def _execute(req: Any, run: Path, *, quiet: bool) -> int:
     """Train into ``run``; every way this can end is recorded in the run's status."""
     from scapp import runs
@@ -176,7 +188,7 @@ def _execute(req: Any, run: Path, *, quiet: bool) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from scapp.annotate import annotate, load_run
     from scapp.data import load_dataset
-    from scapp.errors import InputError
+    from scapp.errors import GeneOverlapError, InputError
 
     _setup_logging(not a.quiet)
     q = Path(a.query).resolve()
@@ -192,8 +204,17 @@ def cmd_predict(a: argparse.Namespace) -> int:
     device = resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
     run = load_run(a.run, device=str(device))
     adata, _ = load_dataset(a.query, orientation=a.orientation)
-    res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac, min_shared=a.min_shared,
-                   explain=False)
+    try:
+        res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac,
+                       min_shared=a.min_shared, explain=False)
+    except GeneOverlapError as e:
+        from scapp.annotate import check_query
+        from scapp.retrain import retrain_offer
+
+        rep = check_query(run, adata, layer=a.layer, min_frac=a.min_frac, min_shared=a.min_shared)
+        if rep.ok:  # not too few genes (e.g. duplicated names): nothing to offer
+            raise
+        raise GeneOverlapError(f"{e} {retrain_offer(run.path, adata).sentence(q)}") from e
     print(res.overlap.summary(), file=sys.stderr)
     if res.overlap.missing_important:
         print(f"missing top genes: {', '.join(res.overlap.missing_important[:20])}", file=sys.stderr)
@@ -212,10 +233,47 @@ def cmd_predict(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ensemble(a: argparse.Namespace) -> int:
+    """Combine finished runs on the same file, labels and split into a new ensemble run (copies of them inside)."""
+    from scapp import runs
+    from scapp.errors import ConfigError
+    from scapp.train.ensemble import ensemble_runs
+
+    if len(a.runs) < 2:
+        raise ConfigError("Give at least two finished runs to combine.")
+    if a.threshold is not None and not 0 <= a.threshold <= 1:
+        raise ConfigError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
+    for r in a.runs:  # every member is found before a folder is made
+        runs.RunStore.open(r)
+    run = runs.create_run("ensemble", out=a.out)
+    _setup_logging(not a.quiet, runs.RunStore(run).log_path)
+    try:
+        res = ensemble_runs(a.runs, run, threshold=a.threshold)
+    except ScappError as e:
+        runs.write_status(run, "failed", error=str(e), has_model=False)
+        raise
+    if not a.quiet:
+        for m in res["members"]:
+            print(f"{m['run_id']} ({m['model']}): weight {m['weight']:.2f}, validation macro-F1 "
+                  f"{(m['valid'] or {}).get('macro_f1') or float('nan'):.3f}", file=sys.stderr)
+        print(f"ensemble: validation macro-F1 {res['valid']['macro_f1']:.3f}, test macro-F1 "
+              f"{res['test'].get('macro_f1', float('nan')):.3f}", file=sys.stderr)
+    print(run)
+    return 0
+
+
 def cmd_markers(a: argparse.Namespace) -> int:
     from scapp import runs
+    from scapp.errors import RunError
+    from scapp.models import get_spec
 
-    df = runs.RunStore.open(a.run).markers()
+    store = runs.RunStore.open(a.run)
+    cfg = store.config(missing_ok=True) or {}
+    if cfg.get("model") and get_spec(cfg["model"]).capabilities.combines:
+        ms = " ".join(str(m.path) for m in store.members())
+        raise RunError(f"Run {store.id} is an ensemble: it has no markers of its own, its members do. "
+                       f"Ask one of them: scapp markers MEMBER (members: {ms}).")
+    df = store.markers()
     df = df[df["rank"] <= a.top]
     if a.out:
         runs.write_table(Path(a.out), df)
@@ -309,9 +367,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_predict)
 
+    rt = sub.add_parser("retrain", help="train a run's method and settings again on only the genes a query shares "
+                                        "with its training file; prints the new run folder as the last line")
+    rt.add_argument("run", help="run folder (or run id) to retrain")
+    rt.add_argument("--genes-from", required=True, metavar="QUERY",
+                    help="the query whose genes to train on (the one the run could not annotate)")
+    rt.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
+    rt.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"],
+                    help="of the query, for text tables")
+    rt.add_argument("--quiet", action="store_true")
+    rt.set_defaults(func=cmd_retrain)
+
     j = sub.add_parser("run-job", help=argparse.SUPPRESS)  # used by the app: run a queued run folder
     j.add_argument("run")
     j.set_defaults(func=cmd_run_job)
+
+    e = sub.add_parser("ensemble", help="combine finished runs on the same data and split into one ensemble run")
+    e.add_argument("runs", nargs="+", metavar="RUN", help="run folders (or ids); at least two")
+    e.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
+    e.add_argument("--threshold", type=float, default=None,
+                   help="confidence below which a cell is Unassigned (default: the first run's)")
+    e.add_argument("--quiet", action="store_true")
+    e.set_defaults(func=cmd_ensemble)
 
     m = sub.add_parser("markers", help="per-class gene scores of a run as CSV")
     m.add_argument("run")

@@ -80,6 +80,7 @@ LAYOUT: dict[str, str] = {
 }
 """Every file of a run folder, relative to it (version ``FORMAT_VERSION``)."""
 _CELL_MAP_KINDS = ("umap", "umap_proba")  # on the latent space / on the class probabilities
+_MEMBERS = "members"  # an ensemble's member runs, one complete run folder each
 
 
 def runs_root() -> Path:
@@ -577,6 +578,43 @@ class RunStore:
         return {"config": self.config(), "data": self.data_info(), "metrics": self.metrics(),
                 "predictions": self.predictions(columns=["cell_id", "split", "true", "pred", "confidence"])}
 
+    # -- an ensemble's member runs ----------------------------------------------------------------------
+    def member(self, run_id: str) -> RunStore:
+        """The member run ``run_id`` of this ensemble (a complete run folder inside this one)."""
+        if not is_safe_id(run_id):
+            raise RunError(f"Run {self.id}: {run_id!r} is not a run id; the run may be damaged.")
+        return RunStore(self.path / _MEMBERS / run_id)
+
+    def members(self) -> list[RunStore]:
+        """The member runs held in this folder (an ensemble's; empty for other runs), by name (``auto`` numbers its
+        members in training order; copied runs keep their time-stamped ids)."""
+        folder = self.path / _MEMBERS
+        if not folder.is_dir():
+            return []
+        found = [RunStore(p) for p in sorted(folder.iterdir(), key=lambda p: (len(p.name.split("-")[0]), p.name))]
+        return [m for m in found if m.path.is_dir() and m.has_status]
+
+    def existing_member(self, run_id: str) -> RunStore:
+        """As :meth:`member`, but a ``RunError`` naming it when its folder is gone."""
+        m = self.member(run_id)
+        if not m.has_status:
+            raise RunError(f"Ensemble {self.id} lacks its member run {run_id} (folder {m.path}); the run is "
+                           "incomplete.")
+        return m
+
+    def adopt_member(self, source: RunStore) -> RunStore:
+        """Copy a finished run into this ensemble, so the ensemble keeps working if the original is deleted.
+        Display maps (recomputed on demand) and a stop request are not copied."""
+        dest = self.member(source.id)
+        if dest.path.exists():
+            raise RunError(f"Ensemble {self.id} already holds a member {source.id}.")
+
+        def ignore(folder: str, names: list[str]) -> set[str]:
+            return {n for n in names if n == LAYOUT["stop"] or n.startswith(tuple(f"{k}_" for k in _CELL_MAP_KINDS))}
+
+        shutil.copytree(source.path, dest.path, ignore=ignore)
+        return dest
+
     # -- display maps (UMAP of a sample of the cells), computed on demand --------------------------------
     def cell_map_path(self, n_cells: int) -> Path:
         """Where the display UMAP of ``n_cells`` sampled cells is kept: on the latent, else on class probabilities."""
@@ -674,7 +712,7 @@ def stop_requested(run: str | os.PathLike) -> bool:
 
 
 def list_runs(root: Path | None = None) -> pd.DataFrame:
-    """One row per run folder: id, model, dataset, created, state, headline metrics."""
+    """One row per run folder: id, model, dataset, created, state, headline metrics, the run it was retrained from."""
     root = root or runs_root()
     rows = []
     if root.is_dir():
@@ -692,7 +730,9 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             rows.append({"run_id": p.name, "model": cfg.get("model"), "dataset": Path(cfg.get("data", "")).name,
                          "label": cfg.get("label"), "created": cfg.get("created"), "state": st.get("state"),
                          "has_model": bool(st.get("has_model")),
-                         "macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"), "path": str(p)})
+                         "macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"),
+                         # a run retrained on the genes a query shares with another run: that run's id
+                         "parent": Path(cfg["parent"]).name if cfg.get("parent") else None, "path": str(p)})
     return pd.DataFrame(rows)
 
 

@@ -54,6 +54,10 @@ class GeneOverlap:
         s = f"{self.n_shared:,} of the model's {self.n_model_genes:,} genes found in the query ({self.frac_shared:.1%})"
         if self.n_important_checked:
             s += f"; {len(self.missing_important)} of its top {self.n_important_checked} genes missing"
+        n_zero = self.n_model_genes - self.n_shared
+        if n_zero > 0:
+            s += (f"; the other {n_zero:,} {'gene is' if n_zero == 1 else 'genes are'} filled with zeros "
+                  "for every query cell")
         return s
 
 
@@ -96,6 +100,34 @@ def _match(model: Sequence[str], query: Sequence[str]) -> tuple[np.ndarray, int]
     return idx, n_ci
 
 
+def match_genes(var: pd.DataFrame, model_genes: Sequence[str]) -> tuple[np.ndarray, str, int]:
+    """For each of ``model_genes``, the query column (row of ``var``) that holds it, or -1.
+
+    Tries the query's ``var_names`` and any identifier columns in ``var`` (``gene_ids``,
+    ``feature_name``, ...) and keeps whichever matches most. Returns the indices, the name of the
+    source that matched (``"var_names"`` or the column) and how many matched only case-insensitively.
+    """
+    candidates = {"var_names": [str(v) for v in var.index]}
+    for col in ID_COLUMNS:
+        if col in var.columns:
+            candidates[col] = var[col].astype(str).tolist()
+    best: tuple[int, str, np.ndarray, int] | None = None
+    for name, names in candidates.items():
+        idx, n_ci = _match(model_genes, names)
+        n = int((idx >= 0).sum())
+        if best is None or n > best[0]:
+            best = (n, name, idx, n_ci)
+    assert best is not None
+    return best[2], best[1], best[3]
+
+
+def shared_genes(var: pd.DataFrame, model_genes: Sequence[str]) -> list[str]:
+    """The ``model_genes`` a query (its ``var``) has, matched as annotation matches them, in their own order
+    and spelling (not the query's)."""
+    idx, _, _ = match_genes(var, model_genes)
+    return [str(g) for g, i in zip(model_genes, idx) if i >= 0]
+
+
 def align_genes(
     X: Any,
     var: pd.DataFrame,
@@ -121,18 +153,8 @@ def align_genes(
         If fewer than ``min_shared`` genes or ``min_frac`` of the model's genes are shared
         (unless ``raise_on_low`` is False, then ``report.ok`` is False).
     """
-    candidates = {"var_names": [str(v) for v in var.index]}
-    for col in ID_COLUMNS:
-        if col in var.columns:
-            candidates[col] = var[col].astype(str).tolist()
-    best: tuple[int, str, np.ndarray, int] | None = None
-    for name, names in candidates.items():
-        idx, n_ci = _match(model_genes, names)
-        n = int((idx >= 0).sum())
-        if best is None or n > best[0]:
-            best = (n, name, idx, n_ci)
-    assert best is not None
-    n_shared, matched_on, idx, n_ci = best
+    idx, matched_on, n_ci = match_genes(var, model_genes)
+    n_shared = int((idx >= 0).sum())
     n_model = len(model_genes)
     frac = n_shared / max(n_model, 1)
     important = list(important_genes)

@@ -212,3 +212,19 @@ def metrics_long(metrics: pd.DataFrame, *, keys: Sequence[str] = HEADLINE) -> pd
     """The metrics table as ``run_id``, ``metric``, ``value`` rows (for the grouped bar chart and its CSV)."""
     keep = [k for k in keys if k in metrics.columns]
     return metrics.melt(id_vars=["run_id"], value_vars=keep, var_name="metric", value_name="value")
+
+
+def ensemble_members_table(metrics: dict[str, Any]) -> pd.DataFrame:
+    """One row per member of an ensemble run (its metrics' ``members``): name, weight, validation and test scores."""
+    rows = []
+    for i, mem in enumerate(metrics.get("members") or []):
+        valid, test = mem.get("valid") or {}, mem.get("test") or {}
+        rows.append({"name": f"{mem.get('model')}", "model": mem.get("model"), "run_id": mem.get("run_id"),
+                     "weight": mem.get("weight"), "valid_macro_f1": valid.get("macro_f1"),
+                     "test_macro_f1": test.get("macro_f1"), "valid_balanced_accuracy": valid.get("balanced_accuracy"),
+                     "test_balanced_accuracy": test.get("balanced_accuracy"), "fit_seconds": mem.get("fit_seconds")})
+    df = pd.DataFrame(rows, columns=["name", "model", "run_id", "weight", "valid_macro_f1", "test_macro_f1",
+                                     "valid_balanced_accuracy", "test_balanced_accuracy", "fit_seconds"])
+    if df["name"].duplicated().any():  # two runs of one method: tell them apart
+        df["name"] = [f"{n} ({r})" for n, r in zip(df["name"], df["run_id"])]
+    return df

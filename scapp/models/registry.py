@@ -46,6 +46,10 @@ class Capabilities:
     needs_labels: bool = True
     """False: cells without a label are kept for training (pretraining, autoencoders)."""
     modalities: tuple[str, ...] = ("rna",)
+    combines: bool = False
+    """True: an ensemble. Its predictions are a weighted mean of the calibrated probabilities of member runs on the
+    same cells and split (``scapp.train.ensemble`` builds it; annotation loads the members), not a network fitted
+    on features; its explanations are its members'."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class ModelSpec:
     seconds_per_1k: dict[str, float] = field(default_factory=dict)
     """Rough CPU cost on a 2-core machine per 1,000 cells, per preset (bench/RESULTS.md)."""
     gpu_speedup: float = 1.0
+    trainable: bool = True
+    """False: made from finished runs (``scapp ensemble``, the Compare page), not offered by ``scapp train`` or the
+    Model page."""
 
     @property
     def available(self) -> bool:
@@ -113,8 +120,8 @@ def available() -> tuple[str, ...]:
 
 
 def names() -> tuple[str, ...]:
-    """Every registered name, built or announced (the CLI accepts all and explains the announced ones)."""
-    return tuple(REGISTRY)
+    """Every name ``scapp train`` accepts, built or announced (the CLI explains the announced ones)."""
+    return tuple(n for n, s in REGISTRY.items() if s.trainable)
 
 
 # -- the methods --------------------------------------------------------------------------------------------------
@@ -182,6 +189,37 @@ register(ModelSpec(
     # bench/hydra_markers.py: fast ≈ 7 s/1k (pancreas 3.7k cells, 25 s); default (25 models, 30 refinement
     # epochs, IG on ≤500 cells/class) ≈ 170 s/1k (pbmc3k 2.6k cells, 441 s)
     seconds_per_1k={"fast": 7.0, "default": 170.0, "thorough": 400.0},
+))
+register(ModelSpec(
+    name="auto", cls_path="scapp.models.ensemble:EnsembleModel",
+    title="Auto — logistic regression, SIMS and Hydra, ensembled",
+    paper="An ensemble of scapp's methods; weights picked on the validation cells (scapp.models.ensemble)",
+    about=("Trains the logistic regression on variable genes, SIMS and Hydra (fast) on one split, then averages "
+           "their calibrated probabilities with weights picked on the validation cells. Often the best answer when "
+           "you do not know which method suits your data; Explore shows each member's score beside the "
+           "ensemble's, and each member's explanations."),
+    capabilities=Capabilities(classifies=True, combines=True),
+    presets={"fast": {"members": [{"model": "logreg_hvg", "preset": "fast"}, {"model": "sims", "preset": "fast"},
+                                  {"model": "hydra", "preset": "fast"}]},
+             "default": {},
+             "thorough": {"members": [{"model": "logreg_hvg", "preset": "thorough"},
+                                      {"model": "sims", "preset": "default"},
+                                      {"model": "hydra", "preset": "default"}]}},
+    main_options=("weight_step",),
+    explain_heading="**Explanations of each member**",
+    # the sum of the members' estimates (bench/RESULTS.md: the auto preset on the demo)
+    seconds_per_1k={"fast": 20.0, "default": 30.0, "thorough": 200.0},
+))
+register(ModelSpec(
+    name="ensemble", cls_path="scapp.models.ensemble:EnsembleModel", trainable=False,
+    title="Ensemble of finished runs",
+    paper="Weighted mean of calibrated probabilities; weights picked on the validation cells (scapp.models.ensemble)",
+    about=("Combines runs you already trained on the same file, labels and split (Compare page, or "
+           "`scapp ensemble RUN RUN …`): their calibrated probabilities are averaged with weights picked on the "
+           "validation cells."),
+    capabilities=Capabilities(classifies=True, combines=True),
+    main_options=("weight_step",),
+    explain_heading="**Explanations of each member**",
 ))
 register(ModelSpec(
     name="zipo", cls_path=None, title="ZiPo — zero-inflated count autoencoder", paper="ZiPo paper",

@@ -23,7 +23,7 @@ import pandas as pd
 from scapp import __version__, runs
 from scapp.data.preprocess import PreprocessConfig, Recipe
 from scapp.data.split import Split, stratified_split
-from scapp.data.validate import check_counts, check_empty_cells, check_genes, get_labels, get_matrix
+from scapp.data.validate import check_counts, check_empty_cells, check_genes, empty_cells, get_labels, get_matrix
 from scapp.errors import InputError, TrainingCancelled
 from scapp.evaluate.calibration import DEFAULT_THRESHOLD, ece, fit_temperature, reliability, softmax
 from scapp.evaluate.metrics import classification_metrics, confusion, per_class_table
@@ -54,10 +54,42 @@ class TrainRequest:
     threshold: float = DEFAULT_THRESHOLD
     protein_key: str | None = None
     """obsm key of raw protein (ADT) counts to use beside RNA (multimodal); None: RNA only."""
+    genes: list[str] | None = None
+    """Train on only these genes of the training file (its gene names, matched exactly and kept in the file's
+    order); None: all its genes. Set by a retrain on the genes a query shares with a run (``scapp.retrain``)."""
+    genes_from: str | None = None
+    """What ``genes`` were taken from (the query's file name), for the run's notes."""
+    parent: str | None = None
+    """Folder (absolute path) of the run this one was retrained from; None for a run trained from scratch."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainRequest:
         return config_from_dict(cls, d)
+
+
+def restrict_genes(genes: list[str], wanted: list[str], data: str) -> np.ndarray:
+    """Columns of the training file's ``genes`` that are in ``wanted`` (exact names), in the file's order.
+
+    Raises ``InputError`` when fewer than 2 are found (the file changed since the gene list was made).
+    """
+    cols = np.flatnonzero(pd.Index(genes).isin(set(map(str, wanted))))
+    if cols.size < 2:
+        msg = (f"Only {cols.size} of the {len(set(wanted)):,} genes to train on {'is' if cols.size == 1 else 'are'} "
+               f"in the training file {data}; at least 2 are needed. Was the file changed?")
+        raise InputError(msg)
+    return cols
+
+
+def restriction_note(req: TrainRequest, n: int, n_file: int) -> str:
+    """The run's note on a gene restriction: how many genes, shared with what, retrained from which run."""
+    what = f"the {n:,} genes shared with {req.genes_from}" if req.genes_from else f"{n:,} chosen genes"
+    note = f"Trained on {what} (of {n_file:,} in the training file)"
+    if req.parent:
+        note += f", retrained from run {Path(req.parent).name}"
+    missing = len(set(map(str, req.genes or []))) - n
+    if missing > 0:
+        note += f"; {missing:,} of the requested genes are no longer in the training file"
+    return note + "."
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -90,13 +122,33 @@ def environment(device_desc: str) -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "cuda": torch.version.cuda}
 
 
+@dataclass
+class Within:
+    """A run trained as a member of another run (the auto ensemble): its progress also moves the parent's bar
+    (``span`` of it, under ``label``), and a Stop asked of the parent stops it too."""
+
+    parent: Path
+    span: tuple[float, float]
+    label: str
+
+    def report(self, frac: float, **fields: Any) -> None:
+        a, b = self.span
+        phase = fields.pop("phase", None) or "training"
+        runs.write_status(self.parent, "running", **{**fields, "progress": a + (b - a) * min(max(frac, 0.0), 1.0),
+                                                     "phase": f"{self.label}: {phase}"})
+
+    def stop_requested(self) -> bool:
+        return runs.stop_requested(self.parent)
+
+
 class _Reporter:
     """Turns Trainer events into metrics.jsonl lines and status.json progress."""
 
-    def __init__(self, run: Path, max_epochs: int) -> None:
+    def __init__(self, run: Path, max_epochs: int, within: Within | None = None) -> None:
         self.run = run
         self.store = runs.RunStore(run)
         self.max_epochs = max_epochs
+        self.within = within
 
     def emit(self, event: dict[str, Any]) -> None:
         event = {"time": time.time(), **event}
@@ -106,21 +158,25 @@ class _Reporter:
         # Phases report their own fraction of the whole fit; otherwise epochs tell.
         done = event["progress"] if event.get("progress") is not None else ep / max(self.max_epochs, 1)
         frac = 0.05 + 0.8 * min(done, 1.0)
-        runs.write_status(self.run, "running", phase="training", epoch=ep, max_epochs=self.max_epochs,
-                          progress=frac, eta_s=event.get("eta_s"), eta_max_s=event.get("eta_max_s"),
-                          message=event.get("phase"))
+        fields = dict(epoch=ep, max_epochs=self.max_epochs, eta_s=event.get("eta_s"),
+                      eta_max_s=event.get("eta_max_s"), message=event.get("phase"))
+        runs.write_status(self.run, "running", phase="training", progress=frac, **fields)
+        if self.within is not None:
+            self.within.report(frac, **fields)
         if ep:
             log.info("epoch %s: %s", ep, {k: round(v, 4) if isinstance(v, float) else v
                                           for k, v in event.items() if k not in ("time",)})
 
     def should_stop(self) -> bool:
-        return self.store.stop_requested()
+        return self.store.stop_requested() or (self.within is not None and self.within.stop_requested())
 
 
-def _phase(run: Path, phase: str, progress: float) -> None:
+def _phase(run: Path, phase: str, progress: float, within: Within | None = None) -> None:
     log.info("%s", phase)
     runs.write_status(run, "running", phase=phase, progress=progress)
-    if runs.stop_requested(run):
+    if within is not None:
+        within.report(progress, phase=phase)
+    if runs.stop_requested(run) or (within is not None and within.stop_requested()):
         raise TrainingCancelled("Stopped by user before training started; nothing was trained.")
 
 
@@ -133,7 +189,7 @@ def _split_labelled(y: np.ndarray, req: TrainRequest, classes: list[str]) -> Spl
                  notes=s.notes)
 
 
-def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
+def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) -> dict[str, Any]:
     """Train, evaluate, explain and save a run; returns the final metrics dict.
 
     What the model receives follows its registry capabilities: log1p-normalized input or raw
@@ -179,7 +235,11 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     torch.manual_seed(req.seed)
     np.random.seed(req.seed)
 
-    _phase(run, "loading data", 0.01)
+    if caps.combines:  # an ensemble: its members are trained, then combined
+        from scapp.train.ensemble import run_auto
+
+        return run_auto(req, run)
+    _phase(run, "loading data", 0.01, within)
     adata, qc = load_dataset(req.data, orientation=req.orientation)
     X = get_matrix(adata, req.layer)
     check_genes(adata.var_names, what="The training data")
@@ -197,6 +257,16 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
                      f"{int((~labelled).sum()):,} cells without a label are used for training but never scored.")
     if req.drop_empty_cells and (~keep & use).any():
         notes.append(f"{int((~keep & use).sum()):,} cells with zero counts were left out.")
+    genes = adata.var_names.astype(str).tolist()
+    n_restricted = None
+    if req.genes is not None:  # a retrain on the genes a query shares with the parent run
+        cols = restrict_genes(genes, req.genes, req.data)
+        X, genes, n_restricted = X[:, cols], [genes[j] for j in cols], int(cols.size)
+        notes.append(restriction_note(req, n_restricted, adata.n_vars))
+        silent = keep & empty_cells(X)
+        if silent.any():
+            keep &= ~silent
+            notes.append(f"{int(silent.sum()):,} cells with no counts in those {n_restricted:,} genes were left out.")
     cells = np.flatnonzero(keep)
     X = X[cells]
     y = np.where(labelled[cells], codes[cells], -1).astype(np.int64)
@@ -211,17 +281,17 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     if caps.classifies and present.size < 2:
         msg = "After removing unlabelled and empty cells only one class is left; a classifier needs at least two."
         raise InputError(msg)
-    genes = adata.var_names.astype(str).tolist()
     class_counts = {classes[c]: int(n) for c, n in zip(*np.unique(y[y >= 0], return_counts=True))}
     store.write_data_info({"path": str(Path(req.data).resolve()), "sha256": file_digest(req.data),
                            "n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars),
                            "n_cells_used": int(cells.size), "n_unlabelled_used": int((y < 0).sum()),
                            "label": req.label, "layer": req.layer,
                            "class_counts": class_counts, "input_kind": qc.input_kind,
-                           "read_info": qc.read_info, "notes": notes})
+                           "read_info": qc.read_info, "notes": notes,
+                           "genes_restricted_to": n_restricted, "parent_run": req.parent})
     del adata
 
-    _phase(run, "splitting and preprocessing", 0.03)
+    _phase(run, "splitting and preprocessing", 0.03, within)
     split = _split_labelled(y, req, classes)
     notes += split.notes
     for n in split.notes:
@@ -242,7 +312,7 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
     max_epochs = getattr(model_cfg, "max_epochs", 1)
-    reporter = _Reporter(run, max_epochs)
+    reporter = _Reporter(run, max_epochs, within)
     trainer = Trainer(reporter.emit, reporter.should_stop)
     runs.write_status(run, "running", phase="training", progress=0.05, epoch=0, max_epochs=max_epochs)
     log.info("training %s on %s cells × %s features (%s), device %s", req.model, len(split.train), Xp.shape[1],
@@ -254,7 +324,9 @@ def run_training(req: TrainRequest, run: Path) -> dict[str, Any]:
     if trainer.stopped and trainer.best_epoch is None:
         raise TrainingCancelled("Stopped by user before the first epoch finished; nothing was saved but the settings.")
 
-    runs.write_status(run, "running", phase="evaluating", progress=0.88)
+    runs.write_status(run, "running", phase="evaluating", progress=0.88)  # also after a Stop: the best epoch is kept
+    if within is not None:
+        within.report(0.88, phase="evaluating")
     log.info("evaluating")
     result = evaluate_and_save(model, caps, Xp, y, split, cell_ids, recipe, run, history=trainer.history,
                                threshold=req.threshold, features=features)
@@ -296,7 +368,6 @@ def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, sp
     """
     store = runs.RunStore(run)
     classes = model.classes
-    C = len(classes)
     by = np.where(y >= 0, y, 0) if caps.explain_kind else None
     expl = None
     if caps.classifies:
@@ -305,32 +376,12 @@ def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, sp
         emb = model.embed(Xp) if caps.embeds else None
         if caps.explain_kind:
             expl = model.explain(Xp, by)
-    out: dict[str, Any] = {"classes": classes, "threshold": threshold}
     store.write_history(pd.DataFrame(history))
-    pred_df = pd.DataFrame({"cell_id": np.asarray(cell_ids), "split": split.labels(len(y)),
-                            "true": np.where(y >= 0, np.asarray(classes + [""], dtype=object)[y], None)})
-    T = 1.0
     if caps.classifies:
-        scored = lambda idx: idx[y[idx] >= 0]  # noqa: E731 - unlabelled cells are never scored
-        va, te = scored(split.valid), scored(split.test)
-        T = fit_temperature(logits[va], y[va])
-        p_raw = softmax(logits)
-        proba = softmax(logits / T)
-        pred = proba.argmax(1)
-        conf = proba.max(1)
-        for name, idx in (("train", scored(split.train)), ("valid", va), ("test", te)):
-            out[name] = classification_metrics(y[idx], pred[idx], classes)
-        out["calibration"] = {"temperature": T, "ece_before": ece(p_raw[te], y[te]),
-                              "ece_after": ece(proba[te], y[te]), "ece_valid_before": ece(p_raw[va], y[va]),
-                              "ece_valid_after": ece(proba[va], y[va])}
-        out["test"]["unassigned_frac"] = float((conf[te] < threshold).mean()) if te.size else None
-        store.write_confusion(pd.DataFrame(confusion(y[te], pred[te], C), index=classes, columns=classes))
-        store.write_per_class(per_class_table(y[te], pred[te], classes))
-        store.write_reliability({"before": reliability(p_raw[te], y[te]), "after": reliability(proba[te], y[te])})
-        pred_df["pred"] = np.asarray(classes, dtype=object)[pred]
-        pred_df["confidence"] = conf
-        pred_df = pd.concat([pred_df, pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])], axis=1)
-    store.write_predictions(pred_df)
+        out, T = score_and_save(store, logits, y, split, cell_ids, classes, threshold=threshold)
+    else:
+        out, T = {"classes": classes, "threshold": threshold}, 1.0
+        store.write_predictions(_prediction_frame(y, split, cell_ids, classes))
     if emb is not None:
         store.write_embedding(emb)
     if expl is not None:
@@ -352,6 +403,43 @@ def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, sp
     store.write_temperature(T)
     store.write_weights(model.save_weights)
     return out
+
+
+def _prediction_frame(y: np.ndarray, split: Split, cell_ids: Any, classes: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({"cell_id": np.asarray(cell_ids), "split": split.labels(len(y)),
+                         "true": np.where(y >= 0, np.asarray(classes + [""], dtype=object)[y], None)})
+
+
+def score_and_save(store: runs.RunStore, logits: np.ndarray, y: np.ndarray, split: Split, cell_ids: Any,
+                   classes: list[str], *, threshold: float) -> tuple[dict[str, Any], float]:
+    """A classifier's results from its logits: temperature on the validation cells, metrics of every split,
+    calibration, confusion matrix, per-class table, reliability and the predictions table (every cell, with its
+    calibrated ``p_<class>``). Shared by every trained model and by ensembles. Returns (metrics, temperature).
+    """
+    C = len(classes)
+    out: dict[str, Any] = {"classes": classes, "threshold": threshold}
+    scored = lambda idx: idx[y[idx] >= 0]  # noqa: E731 - unlabelled cells are never scored
+    va, te = scored(split.valid), scored(split.test)
+    T = fit_temperature(logits[va], y[va])
+    p_raw = softmax(logits)
+    proba = softmax(logits / T)
+    pred = proba.argmax(1)
+    conf = proba.max(1)
+    for name, idx in (("train", scored(split.train)), ("valid", va), ("test", te)):
+        out[name] = classification_metrics(y[idx], pred[idx], classes)
+    out["calibration"] = {"temperature": T, "ece_before": ece(p_raw[te], y[te]),
+                          "ece_after": ece(proba[te], y[te]), "ece_valid_before": ece(p_raw[va], y[va]),
+                          "ece_valid_after": ece(proba[va], y[va])}
+    out["test"]["unassigned_frac"] = float((conf[te] < threshold).mean()) if te.size else None
+    store.write_confusion(pd.DataFrame(confusion(y[te], pred[te], C), index=classes, columns=classes))
+    store.write_per_class(per_class_table(y[te], pred[te], classes))
+    store.write_reliability({"before": reliability(p_raw[te], y[te]), "after": reliability(proba[te], y[te])})
+    pred_df = _prediction_frame(y, split, cell_ids, classes)
+    pred_df["pred"] = np.asarray(classes, dtype=object)[pred]
+    pred_df["confidence"] = conf
+    pred_df = pd.concat([pred_df, pd.DataFrame(proba, columns=[f"p_{c}" for c in classes])], axis=1)
+    store.write_predictions(pred_df)
+    return out, T
 
 
 def dotplot_table(Xp: Any, y: np.ndarray, classes: list[str], scores: np.ndarray, recipe: Recipe, *,

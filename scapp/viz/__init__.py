@@ -8,7 +8,7 @@ No file I/O, no Streamlit, no global plotly settings. Pages call
 from __future__ import annotations
 
 from scapp.viz.colors import UNASSIGNED, UNASSIGNED_COLOR, class_colors
-from scapp.viz.compare import agreement_heatmap, metrics_comparison_bars
+from scapp.viz.compare import agreement_heatmap, ensemble_members_bars, metrics_comparison_bars
 from scapp.viz.embedding import downsample_idx, embedding_scatter
 from scapp.viz.explain import (
     cell_explain_bar,
@@ -34,6 +34,7 @@ __all__ = [
     "confusion_heatmap",
     "counts_histograms",
     "dotplot_data",
+    "ensemble_members_bars",
     "downsample_idx",
     "embedding_scatter",
     "expression_dotplot",

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from scapp.viz._style import fmt_num, message_figure, style
 
-__all__ = ["agreement_heatmap", "metrics_comparison_bars"]
+__all__ = ["agreement_heatmap", "ensemble_members_bars", "metrics_comparison_bars"]
 
 _METRIC_NAMES = {"macro_f1": "macro F1", "median_f1": "median class F1", "balanced_accuracy": "balanced accuracy",
                  "accuracy": "accuracy", "ece_after": "ECE (calibrated)"}
@@ -116,3 +116,30 @@ def metrics_comparison_bars(
     fig.update_yaxes(title_text="score", range=[0, 1.1], tickvals=[0, 0.25, 0.5, 0.75, 1.0])
     fig.update_xaxes(type="category")
     return fig
+
+
+def ensemble_members_bars(members: pd.DataFrame, *, ensemble: Mapping[str, float],
+                          title: str | None = "Members and the ensemble") -> go.Figure:
+    """Validation and test macro-F1 of each member run beside the ensemble's; the members' weights in the labels.
+
+    Parameters
+    ----------
+    members
+        One row per member: ``name``, ``weight``, ``valid_macro_f1``, ``test_macro_f1`` (as the ensemble run's
+        metrics list them).
+    ensemble
+        The ensemble's ``valid_macro_f1`` and ``test_macro_f1``.
+    """
+    if members.empty:
+        return message_figure("This ensemble has no members.", title=title)
+    names = [f"{n}<br>weight {w:.0%}" for n, w in zip(members["name"], members["weight"])] + ["<b>ensemble</b>"]
+    fig = go.Figure()
+    for col, label, color in (("valid_macro_f1", "validation", "#9ECAE1"), ("test_macro_f1", "test", "#08306B")):
+        vals = [*members[col].astype(float).tolist(), float(ensemble.get(col, np.nan))]
+        fig.add_trace(go.Bar(x=names, y=vals, name=f"{label} macro F1", marker_color=color,
+                             text=[fmt_num(round(v, 3)) if np.isfinite(v) else "–" for v in vals],
+                             textposition="outside", hovertemplate="%{x}<br>" + label + " macro F1 %{y:.3f}"
+                                                                   "<extra></extra>"))
+    fig.update_layout(barmode="group", bargap=0.3)
+    fig.update_yaxes(title_text="macro F1", range=[0, 1.08])
+    return style(fig, title=title, height=420, legend_title=None)

@@ -30,7 +30,11 @@ def _prepared(adata, model_cls):
     return recipe.transform(adata[:, recipe.genes].X), codes, classes, split  # Hydra's recipe drops rare genes
 
 
-@pytest.fixture(scope="module", params=available())
+# Ensembles are built from finished runs, not fitted on features: tests/train/test_ensemble.py covers them.
+FITTED = [n for n in available() if not get_spec(n).capabilities.combines]
+
+
+@pytest.fixture(scope="module", params=FITTED)
 def trained(request, pbmc_small):
     name = request.param
     cls = get_model_class(name)

@@ -50,7 +50,7 @@ def test_sims_sparsity_weight_makes_masks_sparser():
     X, y = _planted()
 
     def entropy_after(lam: float) -> float:
-        m = SIMSModel(SIMSConfig(lambda_sparse=lam, max_epochs=6, batch_size=128, seed=0), n_features=X.shape[1],
+        m = SIMSModel(SIMSConfig(lambda_sparse=lam, max_epochs=12, batch_size=128, seed=0), n_features=X.shape[1],
                       classes=list("abcd"))
         m.fit(FitData(X[:700], y[:700]), FitData(X[700:], y[700:]), Trainer())
         m.net.eval()
