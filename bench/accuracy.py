@@ -78,11 +78,12 @@ def task_data(task: str, workdir: Path) -> Path:
     return out
 
 
-def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path, options: dict | None = None) -> dict:
-    import anndata as ad
+def run_name(task: str, model: str, seed: int) -> str:
+    return f"{task.replace('>', '').replace('+', '_')}-{model}-{seed}"
 
-    from scapp.annotate import annotate, load_run
-    from scapp.evaluate.metrics import classification_metrics
+
+def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path, options: dict | None = None) -> dict:
+    """Train ``model`` on ``task`` through the engine (as ``scapp train`` does) and score it."""
     from scapp.train.engine import TrainRequest, run_training
 
     spec = TASKS[task]
@@ -90,7 +91,7 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path,
     req = TrainRequest(data=str(task_data(task, workdir)), label=spec["label"], model=model, seed=seed, epochs=epochs,
                        model_config=dict(options or {}), protein_key=spec.get("protein_key"),
                        device="auto", valid_frac=0.15 if cross else 0.10, test_frac=0.15 if cross else 0.20)
-    run = workdir / f"{task.replace('>', '').replace('+', '_')}-{model}-{seed}"
+    run = workdir / run_name(task, model, seed)
     if run.exists():  # --keep into a folder used before: a fresh run
         import shutil
 
@@ -98,11 +99,41 @@ def run_one(task: str, model: str, seed: int, epochs: int | None, workdir: Path,
     run.mkdir(parents=True)
     t0 = time.monotonic()
     res = run_training(req, run)
-    secs = time.monotonic() - t0
+    return score(task, model, seed, run, res, time.monotonic() - t0)
+
+
+def ensemble_one(task: str, seed: int, members: list[Path], workdir: Path) -> dict:
+    """Combine finished runs of ``task`` (same seed, so same split) as ``scapp ensemble`` does, and score it."""
+    from scapp.train.ensemble import ensemble_runs
+
+    run = workdir / run_name(task, "ensemble", seed)
+    if run.exists():
+        import shutil
+
+        shutil.rmtree(run)
+    run.mkdir(parents=True)
+    t0 = time.monotonic()
+    res = ensemble_runs([str(m) for m in members], run)
+    res.setdefault("epochs_run", 0)
+    res.setdefault("best_epoch", None)
+    row = score(task, "ensemble", seed, run, res, time.monotonic() - t0)
+    row["weights"] = " ".join(f"{m['model']}={m['weight']:.1f}" for m in res["members"])
+    row["train_s"] = round(sum(r.get("fit_seconds") or 0 for r in res["members"]) + row["train_s"], 1)
+    return row
+
+
+def score(task: str, model: str, seed: int, run: Path, res: dict, secs: float) -> dict:
+    """Test metrics of a finished run: its own test cells, or the task's query for a cross-dataset task."""
+    import anndata as ad
+
+    from scapp.annotate import annotate, load_run
+    from scapp.evaluate.metrics import classification_metrics
+
+    spec = TASKS[task]
     m = res["test"]
     row = {"task": task, "model": model, "seed": seed, "epochs": res["epochs_run"], "best_epoch": res["best_epoch"],
-           "train_s": round(secs, 1)}
-    if cross:
+           "train_s": round(secs, 1), "run": str(run)}
+    if "query" in spec:
         q = ad.read_h5ad(DATA / spec["query"])
         ann = annotate(load_run(run), q, explain=False)
         truth = q.obs[spec["label"]].astype(str).to_numpy()
@@ -155,21 +186,33 @@ def main() -> None:
                          "every model that has the option")
     ap.add_argument("--preset", default="default", help="each model's registry preset (fast/default/thorough)")
     ap.add_argument("--keep", help="keep the run folders here (default: a temporary folder)")
+    ap.add_argument("--ensemble", nargs="*", metavar="MODEL",
+                    help="also combine these models' runs of each task and seed (as 'scapp ensemble' does) and score "
+                         "the ensemble; runs not trained in this call are looked up in --keep")
     a = ap.parse_args()
     options = [(o.split("=", 1)[0], json.loads(o.split("=", 1)[1])) for o in a.option]
     print(f"# scapp accuracy benchmark — {machine()}; preset {a.preset}" + (f"; options {options}" if options else ""))
     rows = []
+
+    def show(row: dict) -> None:
+        rows.append(row)
+        print(f"  {row['task']:16s} {row['model']:10s} seed {row['seed']}: macro-F1 {row['macro_f1']:.3f}  median-F1 "
+              f"{row['median_f1']:.3f}  bal-acc {row['balanced_acc']:.3f}  ({row['epochs']} epochs, best "
+              f"{row['best_epoch']}, {row['train_s']} s)  smallest: {row['smallest']}"
+              + (f"  weights: {row['weights']}" if row.get("weights") else ""), flush=True)
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(a.keep or tmp)
         work.mkdir(parents=True, exist_ok=True)
         for task in a.tasks:
-            for model in a.models:
-                for seed in a.seeds:
-                    row = run_one(task, model, seed, a.epochs, work, model_options(model, a.preset, options))
-                    rows.append(row)
-                    print(f"  {task:16s} {model:7s} seed {seed}: macro-F1 {row['macro_f1']:.3f}  median-F1 "
-                          f"{row['median_f1']:.3f}  bal-acc {row['balanced_acc']:.3f}  ({row['epochs']} epochs, best "
-                          f"{row['best_epoch']}, {row['train_s']} s)  smallest: {row['smallest']}", flush=True)
+            for seed in a.seeds:
+                done = {}
+                for model in a.models:
+                    show(run_one(task, model, seed, a.epochs, work, model_options(model, a.preset, options)))
+                    done[model] = Path(rows[-1]["run"])
+                if a.ensemble:
+                    members = [done[m] if m in done else work / run_name(task, m, seed) for m in a.ensemble]
+                    show(ensemble_one(task, seed, members, work))
     df = pd.DataFrame(rows)
     agg = df.groupby(["task", "model"], sort=False).agg(
         n=("seed", "size"), macro_f1=("macro_f1", "mean"), macro_f1_sd=("macro_f1", "std"),
@@ -181,7 +224,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     for (task, model), r in agg.iterrows():
         sd = lambda v: "" if np.isnan(v) else f" ± {v:.3f}"  # noqa: E731
-        print(f"| {task} | {model} | {r.n} | {r.macro_f1:.3f}{sd(r.macro_f1_sd)} | {r.median_f1:.3f}{sd(r.median_f1_sd)}"
+        print(f"| {task} | {model} | {int(r.n)} | {r.macro_f1:.3f}{sd(r.macro_f1_sd)} | {r.median_f1:.3f}{sd(r.median_f1_sd)}"
               f" | {r.balanced_acc:.3f}{sd(r.balanced_acc_sd)} | {r.smallest3:.3f} | {r.train_s:.0f} |")
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -57,7 +57,10 @@ def test_train_writes_a_complete_run_folder(trained_run):
     st = s.status()
     assert st["state"] == "finished" and st["has_model"] and st["progress"] == 1.0
     assert s.config()["model"] == "sims" and s.data_info()["n_cells_used"] == 600 and s.env()["versions"]
-    assert len(s.genes()) == 2000 and s.recipe()["n_genes"] == 2000 and s.has_weights and s.log_path.is_file()
+    # SIMS drops genes seen in fewer than 3 training cells (of the 420 training cells here, a few hundred are)
+    G = len(s.genes())
+    assert 1000 < G < 2000 and s.recipe()["n_genes"] == G and s.has_weights and s.log_path.is_file()
+    assert any("genes detected in ≥3 training cells" in n for n in s.recipe()["notes"])
     m = s.metrics()
     for k in ("accuracy", "balanced_accuracy", "macro_f1", "median_f1", "weighted_f1", "smallest_classes"):
         assert k in m["test"]
@@ -71,13 +74,13 @@ def test_train_writes_a_complete_run_folder(trained_run):
     assert [c for c in pred.columns if c.startswith("p_")] == [f"p_{c}" for c in classes]
     assert s.confusion().shape == (len(classes), len(classes)) and len(s.per_class()) == len(classes)
     assert set(s.reliability()) == {"before", "after"} and len(s.history()) == 3
-    assert s.embedding().shape == (600, 8) and len(s.markers()) and len(s.global_importance()) == 2000
+    assert s.embedding().shape == (600, 32) and len(s.markers()) and len(s.global_importance()) == G
     assert len(s.dotplot()) and s.protein() is None
     ref = s.reference_markers()
     assert set(ref["class"]) <= set(classes) and len(set(ref["class"])) >= 2
     assert (ref.groupby("class")["rank"].min() == 1).all()
     ex = s.explain()
-    assert ex["class_scores"].shape == (len(classes), 2000)
+    assert ex["class_scores"].shape == (len(classes), G)
     assert ex["cell_masks"].shape[0] <= 50 * len(classes)
 
 
@@ -100,7 +103,7 @@ def test_predict_writes_csv_and_annotated_h5ad_without_touching_input(trained_ru
     for col in orig.obs.columns:
         assert a.obs[col].equals(orig.obs[col])
     assert {"scapp_label", "scapp_confidence", "scapp_unassigned"} <= set(a.obs.columns)
-    assert a.obsm["X_scapp_sims"].shape == (300, 8)
+    assert a.obsm["X_scapp_sims"].shape == (300, 32)  # n_d
     assert a.uns["scapp"]["run_id"] == trained_run.name and a.uns["scapp"]["threshold"] == 0.6
     # annotating an annotated file adds new columns instead of overwriting
     r = _scapp("predict", str(trained_run), str(files / "a.h5ad"), "--out", str(files / "b.h5ad"))

@@ -5,7 +5,8 @@ over the top variable genes scored 0.895 macro-F1 on pancreas where the CellTypi
 z-scored) scored 0.853. Rather than fix one gene count and one C, ``fit`` ranks genes once by scanpy's
 Seurat-flavour dispersion on the training cells and picks the number of genes and C with the best
 validation macro-F1 from a small grid (3 × 3 by default); the chosen pair is refitted and kept. Without
-validation cells it uses 2,000 genes and C = 1.
+validation cells it uses 2,000 genes and C = 1. Classes are weighted inversely to their size
+(``class_weight``), which raised macro-F1 on every dev task.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ class LogRegHVGConfig:
 
     n_genes_grid: list[int] = field(default_factory=lambda: [1000, 2000, 4000])
     C_grid: list[float] = field(default_factory=lambda: [0.1, 1.0, 10.0])
+    class_weight: str | None = "balanced"
+    """"balanced": each class weighted inversely to its training size (sklearn), so rare types count as much as
+    common ones in the fit, as they do in macro-F1. Measured on 4 dev tasks × 3 seeds against no weights (issue
+    10): pancreas 0.889 → 0.904 macro-F1, bone marrow 0.881 → 0.889, pbmc3k→pbmc4k 0.755 → 0.757, the
+    rare-class file 0.830 → 0.845. None: sklearn's default (unweighted)."""
     max_iter: int = 1000
     seed: int = 0
 
@@ -57,7 +63,8 @@ class LogRegHVGModel(LogRegModel):
         grid = [(k, C) for k in sizes for C in cfg.C_grid] if len(valid.y) else [(min(2000, self.n_features), 1.0)]
         scores = []
         for k, C in trainer.iterate("choosing genes and C on validation", grid, span=(0.0, 0.9)):
-            coef, icpt, _ = self.fit_sklearn(train.X, train.y, C=C, cols=np.sort(order[:k]))
+            coef, icpt, _ = self.fit_sklearn(train.X, train.y, C=C, class_weight=cfg.class_weight,
+                                             cols=np.sort(order[:k]))
             pred = np.asarray(valid.X @ coef.T + icpt).argmax(1)
             scores.append({"n_genes": k, "C": C,
                            "valid_macro_f1": classification_metrics(valid.y, pred, self.classes)["macro_f1"]})
@@ -65,6 +72,7 @@ class LogRegHVGModel(LogRegModel):
             return
         best = max(scores, key=lambda s: (s["valid_macro_f1"], -s["n_genes"], -abs(np.log10(s["C"]))))
         self.coef, self.intercept, converged = self.fit_sklearn(train.X, train.y, C=best["C"],
+                                                                class_weight=cfg.class_weight,
                                                                 cols=np.sort(order[: best["n_genes"]]))
         self.fit_info.update(grid=scores, n_genes=best["n_genes"], C=best["C"], converged=converged)
         self.record_fit(trainer, valid, t0, valid_macro_f1=best["valid_macro_f1"], n_genes=best["n_genes"],

@@ -134,7 +134,7 @@ register(ModelSpec(
            "used, per cell and per cell type. Strong on large, well-labelled references."),
     capabilities=Capabilities(classifies=True, embeds=True, explain_kind="tabnet_mask"),
     presets={"fast": {"max_epochs": 40, "early_stopping_patience": 5}, "default": {},
-             "thorough": {"n_d": 32, "n_a": 32, "early_stopping_patience": 20}},
+             "thorough": {"n_d": 64, "n_a": 64, "early_stopping_patience": 20}},
     main_options=("max_epochs", "lr", "early_stopping_patience", "n_d", "n_a", "n_steps", "lambda_sparse"),
     explain_heading="**Genes each cell type's predictions used** (TabNet attention masks)",
     # SIMS ≈ 30–60 epochs at ~2–4k cells/s on 2 cores

@@ -222,3 +222,29 @@ def test_hydra_trains_and_shows_its_marker_heatmap(page, server):
     rare.scroll_into_view_if_needed()
     rare.screenshot(path=str(SHOTS / "explore-hydra-rare.png"))
     assert pg.get_by_text("Model markers vs Wilcoxon markers").count() >= 1
+
+
+def test_compare_combines_two_runs_into_an_ensemble_and_explores_it(page, server):
+    """The Compare page's button combines the newest two runs on the demo (same seed and split); Explore then shows
+    the members' scores beside the ensemble's and a member's explanations."""
+    pg = page
+    _go(pg, "Compare")
+    pg.get_by_text("Same call by every run").wait_for(timeout=60_000)
+    button = pg.get_by_role("button", name="Combine into an ensemble")
+    button.scroll_into_view_if_needed()
+    button.click()
+    pg.get_by_text(re.compile(r"^Ensemble .*: weights")).wait_for(timeout=120_000)
+    pg.screenshot(path=str(SHOTS / "compare-ensemble.png"), full_page=True)
+    pg.get_by_role("link", name="Explore the ensemble").click()
+    _settle(pg, 1.5)
+    pg.get_by_text("Macro F1 (test)").wait_for(timeout=60_000)
+    assert pg.get_by_text(re.compile(r"ensemble on demo_pbmc3k")).count() >= 1
+    _view(pg, "Members")
+    bars = pg.locator(".st-key-explore-members .js-plotly-plot")
+    bars.wait_for(timeout=60_000)
+    _settle(pg, 1)
+    pg.locator(".st-key-explore-members").screenshot(path=str(SHOTS / "explore-ensemble-members.png"))
+    _view(pg, "Explanations")
+    pg.get_by_text("Member", exact=True).first.wait_for(timeout=60_000)
+    pg.locator(".st-key-explore-heat .js-plotly-plot").wait_for(timeout=60_000)
+    pg.screenshot(path=str(SHOTS / "explore-ensemble-explain.png"), full_page=True)

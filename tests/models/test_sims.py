@@ -13,9 +13,31 @@ from scapp.tensors import DeviceMatrix, batch_slices
 
 
 def test_auto_batch_size_scales_with_data():
-    assert auto_batch_size(1_800) == 256
+    """About 50 steps per epoch, never fewer than 64 cells (issue 10: a floor of 256 gave 6-9 steps per epoch on
+    1-2k cells, and TabNet sat at chance until early stopping ended the run)."""
+    assert auto_batch_size(1_400) == 64  # 22 steps
+    assert auto_batch_size(1_800) == 64
+    assert auto_batch_size(6_800) == 128  # bone marrow's training cells: 53 steps
     assert auto_batch_size(70_000) == 1024
     assert auto_batch_size(700_000) == 4096
+    for n in (3_000, 10_000, 100_000):
+        assert 25 <= n / auto_batch_size(n) <= 100
+
+
+def test_sims_drops_genes_seen_in_fewer_than_three_training_cells():
+    from scapp.data.preprocess import PreprocessConfig, Recipe
+
+    X = sp.random(300, 50, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    X.data[:] = 1
+    X = X.tolil()
+    X[:, 7] = 0
+    X[:2, 7] = 1  # in 2 cells: dropped
+    X[:, 8] = 0
+    X[:3, 8] = 1  # in 3 cells: kept
+    train = np.arange(300)
+    r = Recipe.fit(X.tocsr(), [f"g{i}" for i in range(50)], PreprocessConfig(**SIMSModel.preprocess_defaults),
+                   train_idx=train)
+    assert "g7" not in r.genes and "g8" in r.genes
 
 
 def test_batch_slices_cover_every_cell_once_without_tiny_batches():
@@ -72,4 +94,4 @@ def test_explain_aggregates_by_class_without_dense_cells_by_genes():
     assert ex.cell_masks.shape[0] == 21 and np.bincount(y[ex.cell_index]).tolist() == [7, 7, 7]
     assert np.allclose(ex.cell_masks.sum(1), 1, atol=1e-4)  # row-normalized explain rows
     assert np.allclose(logits, m.predict_logits(X), atol=1e-5)
-    assert emb.shape == (600, 8)
+    assert emb.shape == (600, m.config.n_d)
