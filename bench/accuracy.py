@@ -71,10 +71,12 @@ def task_data(task: str, workdir: Path) -> Path:
     if "derive" not in spec:
         return src
     out = workdir / f"{task}.h5ad"
-    if not out.exists():
+    if not out.exists():  # written to a temporary name first: two benchmark processes may share workdir
         import anndata as ad
 
-        spec["derive"](ad.read_h5ad(src)).write_h5ad(out)
+        from scapp.runs import write_atomic
+
+        write_atomic(out, spec["derive"](ad.read_h5ad(src)).write_h5ad)
     return out
 
 

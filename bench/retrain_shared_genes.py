@@ -10,7 +10,7 @@ set beside what the all-genes model gives when the query is forced through with 
 Everything goes through the CLI (``python -m scapp train | predict | retrain``), as a user would run it.
 
     python bench/retrain_shared_genes.py                       # logreg_hvg (default preset)
-    python bench/retrain_shared_genes.py --models logreg_hvg sims --sims-epochs 30
+    python bench/retrain_shared_genes.py --models logreg_hvg sims auto
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def one_model(model: str, options: dict, work: Path, query: Path, truth: pd.Seri
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", nargs="+", default=["logreg_hvg"])
-    ap.add_argument("--sims-epochs", type=int, default=30, help="SIMS max_epochs (its default is 100)")
+    ap.add_argument("--sims-epochs", type=int, default=None,
+                    help="cap SIMS's max_epochs (default: its own, 500, with early stopping)")
     ap.add_argument("--seed", type=int, default=0, help="which 400 genes the query keeps")
     ap.add_argument("--workdir", help="keep the runs here (default: a temporary folder)")
     a = ap.parse_args()
@@ -144,7 +145,7 @@ def main() -> None:
         print(f"training file {TRAIN}: {len(train_genes):,} genes; query {QUERY} cut to {len(qgenes)} genes "
               f"(seed {a.seed}), {int(qgenes.isin(train_genes).sum())} of them (exact names) in the training file")
         for model in a.models:
-            options = {"max_epochs": a.sims_epochs} if model == "sims" else {}
+            options = {"max_epochs": a.sims_epochs} if model == "sims" and a.sims_epochs else {}
             res = one_model(model, options, work, query, truth)
             print(json.dumps(res, indent=1))
 

@@ -17,7 +17,8 @@ except Exception:  # noqa: BLE001 - the Data page shows the reason
 n_cells = loaded[1].n_cells if loaded else 3000
 
 cols = st.columns(3)
-for i, (name, spec) in enumerate(REGISTRY.items()):
+# methods trained from data; an ensemble of finished runs is made on the Compare page
+for i, (name, spec) in enumerate((n, s) for n, s in REGISTRY.items() if s.trainable):
     with cols[i % 3].container(border=True):
         st.markdown(f"#### {spec.title}")
         st.write(spec.about)
@@ -39,6 +40,8 @@ preset = st.radio("Preset", list(spec.presets), index=list(spec.presets).index(
     st.session_state.get("preset", "default")) if st.session_state.get("preset") in spec.presets else 1,
     format_func=labels.get, horizontal=True, key="model-preset")
 st.session_state["preset"] = preset
+if spec.preset_notes.get(preset):
+    st.caption(spec.preset_notes[preset])
 
 with st.form("model-advanced"):
     st.markdown("**Advanced**")

@@ -67,6 +67,8 @@ class ModelSpec:
     main_options: tuple[str, ...] = ()
     """The options the Model page shows first; the rest keep the paper defaults (settable from a JSON config)."""
     explain_heading: str = "**Gene scores per cell type**"
+    preset_notes: dict[str, str] = field(default_factory=dict)
+    """A line the Model page shows under a preset (what it trains), where the options alone do not say it."""
     seconds_per_1k: dict[str, float] = field(default_factory=dict)
     """Rough CPU cost on a 2-core machine per 1,000 cells, per preset (bench/RESULTS.md)."""
     gpu_speedup: float = 1.0
@@ -207,6 +209,9 @@ register(ModelSpec(
                                       {"model": "hydra", "preset": "default"}]}},
     main_options=("weight_step",),
     explain_heading="**Explanations of each member**",
+    preset_notes={"fast": "Trains logistic regression on variable genes (fast), SIMS (fast) and Hydra (fast).",
+                  "default": "Trains logistic regression on variable genes, SIMS and Hydra (fast).",
+                  "thorough": "Trains logistic regression on variable genes (thorough), SIMS and Hydra (default)."},
     # the sum of the members' estimates (bench/RESULTS.md: the auto preset on the demo)
     seconds_per_1k={"fast": 20.0, "default": 30.0, "thorough": 200.0},
 ))

@@ -196,6 +196,18 @@ def test_model_page_estimates_with_the_gpu_when_there_is_one(app, monkeypatch):
     assert f"~{estimate_seconds('sims', 'default', 3000, gpu=True) / 60:.1f} min" in " ".join(gpu)
 
 
+def test_model_page_offers_auto_but_not_the_ensemble_of_finished_runs(app):
+    """'auto' trains its members from the data; an ensemble of finished runs is made on the Compare page."""
+    app.run()
+    app.switch_page("pages/model.py").run()
+    keys = {b.key for b in app.button}
+    assert "model-pick-auto" in keys and "model-pick-sims" in keys and "model-pick-ensemble" not in keys
+    app.button(key="model-pick-auto").click().run()
+    app.radio(key="model-preset").set_value("fast").run()
+    assert not app.exception
+    assert any("SIMS (fast) and Hydra (fast)" in c.value for c in app.caption)
+
+
 def test_runs_page_refuses_to_delete_a_running_run(app, finished_run):
     import os
 
