@@ -37,8 +37,9 @@ DEFAULT_MEMBERS = ({"model": "logreg_hvg", "preset": "default"}, {"model": "sims
 
 @dataclass
 class EnsembleConfig:
-    """``members``: what ``auto`` trains, each ``{"model": name, "preset": fast|default|thorough, "options": {…}}``
-    (options over the preset); the member run ids and weights are filled in when the ensemble is built."""
+    """``members``: what ``auto`` trains, each ``{"model": name, "preset": fast|default|thorough, "options": {…},
+    "preprocess": {…}}`` (options over the preset; preprocessing over the method's own); the member run ids and
+    weights are filled in when the ensemble is built."""
 
     members: list[dict[str, Any]] = field(default_factory=lambda: [dict(m) for m in DEFAULT_MEMBERS])
     weight_step: float = 0.1

@@ -212,8 +212,8 @@ register(ModelSpec(
     preset_notes={"fast": "Trains logistic regression on variable genes (fast), SIMS (fast) and Hydra (fast).",
                   "default": "Trains logistic regression on variable genes, SIMS and Hydra (fast).",
                   "thorough": "Trains logistic regression on variable genes (thorough), SIMS and Hydra (default)."},
-    # the sum of the members' estimates (bench/RESULTS.md: the auto preset on the demo)
-    seconds_per_1k={"fast": 20.0, "default": 30.0, "thorough": 200.0},
+    # measured: the demo (2,638 cells) on 2 idle cores took 21 s / 27 s / 138 s (bench/RESULTS.md, issue 10)
+    seconds_per_1k={"fast": 8.0, "default": 11.0, "thorough": 55.0},
 ))
 register(ModelSpec(
     name="ensemble", cls_path="scapp.models.ensemble:EnsembleModel", trainable=False,

@@ -109,9 +109,9 @@ def build_ensemble(sources: list[runs.RunStore], run: Path, *, model: str = "ens
     weights, alone = cls.choose_weights(probas=[p[va] for p in probas], y=y[va], step=ens_cfg.weight_step)
     ens_cfg.member_runs = [m.id for m in members]
     ens_cfg.weights = [float(w) for w in weights]
-    if not config:
-        ens_cfg.members = [{"model": f["config"]["model"], "options": f["config"].get("model_config", {})}
-                           for f in facts]
+    if not config:  # what retraining this ensemble trains again: each member's method, options and preprocessing
+        ens_cfg.members = [{"model": f["config"]["model"], "options": f["config"].get("model_config", {}),
+                            "preprocess": f["config"].get("preprocess", {})} for f in facts]
     combined = np.tensordot(weights, np.stack(probas), axes=1)
     logits = np.log(np.clip(combined, 1e-12, 1.0))
     thr = float(threshold if threshold is not None else base.get("threshold", 0.5))
@@ -191,7 +191,9 @@ def run_auto(req: Any, run: Path) -> dict[str, Any]:
         options = {**mspec.presets.get(member.get("preset", "default"), {}), **member.get("options", {})}
         mstore = store.member(f"{i + 1}-{name}")
         mstore.path.mkdir(parents=True, exist_ok=True)
-        mreq = replace(req, model=name, model_config=options)
+        # Each member preprocesses as its method does (or as the member entry says); the request's own
+        # preprocessing is the ensemble's (raw counts over the members' genes) and never a member's.
+        mreq = replace(req, model=name, model_config=options, preprocess=dict(member.get("preprocess") or {}))
         log.info("member %s", label)
         try:
             run_training(mreq, mstore.path, within=Within(run, span, label))

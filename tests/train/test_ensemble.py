@@ -216,3 +216,24 @@ def test_auto_stopped_before_any_member_finished_saves_nothing(tmp_path):
                        model_config={"members": [{"model": "logreg"}]})
     with pytest.raises(TrainingCancelled):
         run_training(req, run)
+
+
+def test_retraining_an_auto_run_gives_each_member_its_own_preprocessing(tmp_path):
+    """An ensemble's stored preprocessing is its own (raw counts over its members' genes); a retrain built from its
+    config must not hand that to the members (logreg_hvg would have fitted raw counts)."""
+    cfg = tmp_path / "auto.json"
+    cfg.write_text(json.dumps({"members": [{"model": "logreg", "preset": "fast"},
+                                           {"model": "logreg_hvg", "options": FAST_HVG}]}))
+    out = tmp_path / "auto"
+    assert main(["train", str(DEMO), "--label", "cell_type", "--model", "auto", "--config", str(cfg),
+                 "--out", str(out), "--quiet"]) == 0
+    assert runs.RunStore(out).config()["preprocess"]["output"] == "counts"  # the ensemble's own input
+    q = ad.read_h5ad(QUERY)
+    cut = tmp_path / "cut.h5ad"
+    q[:, q.var_names[:300]].copy().write_h5ad(cut)
+    again = tmp_path / "again"
+    assert main(["retrain", str(out), "--genes-from", str(cut), "--out", str(again), "--quiet"]) == 0
+    members = runs.RunStore(again).members()
+    assert [m.config()["preprocess"]["output"] for m in members] == ["log1p", "log1p"]
+    assert members[0].config()["preprocess"]["scale"]  # logreg's own recipe (z-scores) is kept
+    assert main(["predict", str(again), str(cut), "--csv", str(tmp_path / "p.csv"), "--quiet"]) == 0
