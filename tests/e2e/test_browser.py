@@ -5,72 +5,17 @@ Screenshots of every page land in ``test-artifacts/`` for a person to look at.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
-SHOTS = REPO / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-READY = "[data-testid='stApp'][data-test-script-state='notRunning']"
+from e2e_helpers import READY, SHOTS
+from e2e_helpers import go as _go
+from e2e_helpers import settle as _settle
+from e2e_helpers import view as _view
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed (scripts/test.sh installs it: apt-get install chromium)")
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    runs_dir = tmp_path_factory.mktemp("e2e-runs")
-    env = {**os.environ, "SCAPP_RUNS_DIR": str(runs_dir)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    yield f"http://127.0.0.1:{port}", runs_dir
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-@pytest.fixture(scope="module")
-def page(server):
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(exist_ok=True)
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        pg = b.new_page(viewport={"width": 1400, "height": 900}, accept_downloads=True)
-        url = server[0]
-        for _ in range(120):
-            try:
-                pg.goto(url)
-                break
-            except Exception:  # noqa: BLE001 - server still starting
-                time.sleep(0.5)
-        pg.wait_for_selector(READY, timeout=120_000)
-        yield pg
-        b.close()
-
-
-def _settle(pg, seconds: float = 1.0) -> None:
-    time.sleep(seconds)
-    pg.wait_for_selector(READY, timeout=120_000)
-
-
-def _go(pg, name: str) -> None:
-    pg.get_by_role("link", name=name).first.click()
-    _settle(pg, 1.5)
 
 
 def test_demo_train_explore_annotate(page, server, tmp_path):
@@ -173,16 +118,6 @@ def test_reload_reattaches_to_a_running_job_and_stop_stops_it(page, server):
     time.sleep(1.5)
     assert pg.get_by_text("best model so far").count() >= 1
     pg.screenshot(path=str(SHOTS / "train-stopped.png"), full_page=True)
-
-
-def _view(pg, name: str) -> None:
-    """Open one Explore view, whether the page shows its views as tabs or as a segmented control."""
-    tab = pg.get_by_role("tab", name=name)
-    if tab.count():
-        tab.first.click()
-    else:
-        pg.get_by_role("button", name=name).or_(pg.get_by_role("radio", name=name)).first.click()
-    _settle(pg, 1)
 
 
 def test_hydra_trains_and_shows_its_marker_heatmap(page, server):
