@@ -303,19 +303,21 @@ def cmd_map(a: argparse.Namespace) -> int:
 
 def cmd_denoise(a: argparse.Namespace) -> int:
     """Expected counts of every cell under a run whose method denoises, written as a layer of a copy of DATA."""
-    from scapp import runs
-    from scapp.annotate import denoise, load_run
+    from scapp.annotate import load_run
     from scapp.data import load_dataset
+    from scapp.denoise import write_denoised
     from scapp.errors import InputError
     from scapp.train.device import resolve_device
 
     if Path(a.out).resolve() == Path(a.data).resolve():
         raise InputError("The output path is the input file itself; scapp never overwrites its input.")
+    if Path(a.out).is_dir():
+        raise InputError(f"The output path {a.out} is a folder; give a file name inside it instead.")
     run = load_run(a.run, device=str(resolve_device(a.device)))
     adata, _ = load_dataset(a.data)
-    out = denoise(run, adata, layer=a.layer)
-    runs.write_atomic(Path(a.out), out.write_h5ad)
-    print(Path(a.out).resolve())
+    res = write_denoised(run, adata, a.out, layer=a.layer, genes=a.genes)  # streamed block by block
+    print(res["overlap"].summary(), file=sys.stderr)
+    print(res["path"])
     return 0
 
 
@@ -401,11 +403,14 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--cells", type=int, default=20_000, help="cells in the sample (default 20,000)")
     mp.set_defaults(func=cmd_map)
 
-    d = sub.add_parser("denoise", help="denoise counts with a ZiPo run")
+    d = sub.add_parser("denoise", help="denoise counts with a run whose method denoises (ZiPo); writes a new h5ad")
     d.add_argument("run")
     d.add_argument("data")
     d.add_argument("--out", required=True)
     d.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
+    d.add_argument("--genes", default="model", choices=["model", "query"],
+                   help="model: the file holds the run's genes; query: keep the data's own genes (NaN where the "
+                        "run has no model)")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     d.set_defaults(func=cmd_denoise)
     return p

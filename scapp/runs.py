@@ -75,6 +75,10 @@ LAYOUT: dict[str, str] = {
     "dotplot": f"{_ART}/dotplot.csv",  # runs trained since the dot plot exists
     "global_importance": f"{_ART}/global_importance.csv",
     "reference_markers": f"{_ART}/reference_markers.csv",  # optional (scanpy may fail)
+    # methods that denoise counts (ZiPo) only
+    "denoise_cells": f"{_ART}/denoise_cells.parquet",
+    "denoise_genes": f"{_ART}/denoise_genes.csv",
+    "gene_programs": f"{_ART}/gene_programs.csv",
     # display maps computed on demand (``scapp map``): <kind>_<cells>.safetensors, with .running/.error beside
     "cell_map_log": f"{_ART}/map.log",
 }
@@ -567,6 +571,29 @@ class RunStore:
     def reference_markers(self) -> pd.DataFrame | None:
         """None where they were not computed (older runs, or scanpy failed)."""
         return self._read("reference_markers", _csv({"class": str, "gene": str}), missing_ok=True)
+
+    def write_denoise_cells(self, df: pd.DataFrame) -> None:
+        """Per cell of a denoising run: ``cell_id, split, library_observed, library_predicted, zero_prob_mean, nll,
+        rate_sq_err`` (``scapp.denoise.summarize``)."""
+        write_table(self._p("denoise_cells"), df)
+
+    def denoise_cells(self) -> pd.DataFrame | None:
+        """None for a run whose method does not denoise."""
+        return self._read("denoise_cells", lambda p: pd.read_parquet(p), missing_ok=True)
+
+    def write_denoise_genes(self, df: pd.DataFrame) -> None:
+        """Per gene: ``gene, mean_count, detected_frac, mean_rate, mean_rate_nonzero, mean_zero_prob``."""
+        write_table(self._p("denoise_genes"), df)
+
+    def denoise_genes(self) -> pd.DataFrame | None:
+        return self._read("denoise_genes", _csv({"gene": str}), missing_ok=True)
+
+    def write_gene_programs(self, df: pd.DataFrame) -> None:
+        """The genes each unit reads: ``layer, unit, rank, gene, weight, relative`` (``gene_programs`` of the model)."""
+        write_table(self._p("gene_programs"), df)
+
+    def gene_programs(self) -> pd.DataFrame | None:
+        return self._read("gene_programs", _csv({"layer": str, "gene": str}), missing_ok=True)
 
     def results(self) -> dict[str, Any]:
         """What a comparison needs from a finished run: ``config``, ``data`` (data info), ``metrics``,

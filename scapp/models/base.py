@@ -39,6 +39,26 @@ class Explanation:
 
 
 @dataclass
+class Denoised:
+    """What a denoising method returns for a block of cells (rows of its model input), all dense.
+
+    Only ``rates`` is required; zero-inflated count models also give the per-entry dropout probability,
+    models that predict library size give it, and likelihood models the per-cell mean negative
+    log-likelihood of the block's counts.
+    """
+
+    rates: np.ndarray
+    """Expected counts, cells × genes."""
+    zero_prob: np.ndarray | None = None
+    """Probability that an entry is a technical zero (cells × genes); ``(1 − zero_prob)·rates`` is the mean."""
+    library: np.ndarray | None = None
+    """Predicted library size per cell."""
+    latent: np.ndarray | None = None
+    nll: np.ndarray | None = None
+    """Mean negative log-likelihood over the genes, per cell."""
+
+
+@dataclass
 class StepOutput:
     """What a model's step returns for one batch: the loss to back-propagate and the value to report.
 
@@ -179,6 +199,14 @@ class ScappModel(ABC):
         """Expected counts (cells × genes) of model input ``X``; for methods declared ``denoises``."""
         msg = f"{type(self).__name__} does not denoise counts."
         raise NotImplementedError(msg)
+
+    def denoise_batch(self, X: Any) -> Denoised:
+        """``Denoised`` outputs of a block of cells; methods with more than rates (ZiPo) override this."""
+        return Denoised(rates=np.asarray(self.denoise(X), dtype=np.float32), latent=self.embed(X))
+
+    def gene_programs(self, genes: list[str]) -> Any:
+        """A table of the genes each unit of the model reads (a ``pandas.DataFrame``), or None."""
+        return None
 
     def explain(self, X: Any, by: np.ndarray) -> Explanation | None:
         """Per-class gene scores, grouping cells by ``by`` (class codes); None when the method has none."""

@@ -183,6 +183,8 @@ def _phase(run: Path, phase: str, progress: float, within: Within | None = None)
 def _split_labelled(y: np.ndarray, req: TrainRequest, classes: list[str]) -> Split:
     """Stratified split of the labelled cells (``y >= 0``); unlabelled cells (pretraining) all go to training."""
     lab = np.flatnonzero(y >= 0)
+    if lab.size == 0:  # no labels at all (an autoencoder trained without --label): hold out random cells
+        return stratified_split(np.zeros(len(y), np.int64), valid=req.valid_frac, test=req.test_frac, seed=req.seed)
     s = stratified_split(y[lab], valid=req.valid_frac, test=req.test_frac, seed=req.seed, class_names=classes)
     unl = np.flatnonzero(y < 0)
     return Split(train=np.sort(np.concatenate([lab[s.train], unl])), valid=lab[s.valid], test=lab[s.test],
@@ -208,7 +210,7 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     store = runs.RunStore(run)
     t_start = time.monotonic()
     spec = get_spec(req.model)
-    caps = spec.capabilities
+    caps = spec.capabilities.for_run(req.label)  # a label-optional classifier (ZiPo) classifies only with a label
     model_cls = spec.load()
     cfg_dict = dict(req.model_config)
     known = model_cls.Config.__dataclass_fields__
@@ -384,6 +386,11 @@ def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, sp
         store.write_predictions(_prediction_frame(y, split, cell_ids, classes))
     if emb is not None:
         store.write_embedding(emb)
+    if caps.denoises:  # per-cell / per-gene denoising summaries and gene programs (scapp.denoise)
+        from scapp.denoise import write_run_artifacts
+
+        out["denoise"] = write_run_artifacts(store, model, Xp, genes=features or recipe.features,
+                                             groups=split.labels(len(y)), cell_ids=cell_ids)
     if expl is not None:
         arrays = {"class_scores": expl.class_scores.astype(np.float32),
                   "global_importance": expl.global_importance.astype(np.float32)}

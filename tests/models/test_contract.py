@@ -17,7 +17,8 @@ from scapp.train.trainer import Trainer
 # (64 gave 4, and its test accuracy was 0.08-0.43 depending on the CPU's rounding). Hydra: a small ensemble
 # and few refinement epochs.
 SMALL = {"sims": {"max_epochs": 60, "batch_size": 32},
-         "hydra": {"n_models": 4, "refine_epochs": 3, "ig_cells_per_class": 10, "batch_size": 128}}
+         "hydra": {"n_models": 4, "refine_epochs": 3, "ig_cells_per_class": 10, "batch_size": 128},
+         "zipo": {"encoder_widths": [128, 64], "latent": 16, "max_epochs": 15}}
 
 
 MARGIN = 0.1  # accuracy above the majority rate that "learned something" asks for
@@ -51,7 +52,7 @@ def trained(request, pbmc_small):
 def test_registry_entries_are_complete():
     for name, spec in REGISTRY.items():
         assert spec.title and spec.about and spec.paper
-        assert set(spec.presets) == {"fast", "default", "thorough"}
+        assert {"fast", "default", "thorough"} <= set(spec.presets)  # a method may add its own (ZiPo: dca_like)
         if spec.available:
             fields = spec.load().Config.__dataclass_fields__
             for preset in spec.presets.values():
