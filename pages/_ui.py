@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +60,100 @@ def _logo_html() -> str:
     return f'<img src="data:image/svg+xml;base64,{data}" width="180" alt="scapp logo">'
 
 
+_SIDEBAR_SLOT = "_sidebar-slot"
+
+
 def sidebar() -> None:
+    """Logo, the session's dataset / labels / run, the device and the figure format.
+
+    The dataset, labels and run are drawn into a placeholder that :func:`refresh_sidebar` redraws once the page
+    has run (app.py) or picked a run (:func:`choose_run`): the sidebar is drawn before the page, so a page that
+    sets the run (Train, Explore) would otherwise leave the previous one on show.
+    """
     with st.sidebar:
         st.markdown(_logo_html(), unsafe_allow_html=True)
-        path = st.session_state.get("dataset_path")
-        st.markdown(f"**Dataset:** {Path(path).name if path else '—'}")
-        if st.session_state.get("label"):
-            st.markdown(f"**Labels:** `{st.session_state['label']}`")
-        st.markdown(f"**Run:** {st.session_state.get('run_id') or '—'}")
+        st.session_state[_SIDEBAR_SLOT] = st.empty()
+        refresh_sidebar()
         st.caption(device_label())
         st.radio("Figure download format", list(FIG_FORMATS), horizontal=True, key="fig-format",
                  help="What the camera icon in each figure's toolbar saves (at twice the screen resolution).")
+
+
+def refresh_sidebar() -> None:
+    """(Re)draw the sidebar's dataset, labels and run from the session state."""
+    slot = st.session_state.get(_SIDEBAR_SLOT)
+    if slot is None:
+        return
+    try:
+        with slot.container():
+            path = st.session_state.get("dataset_path")
+            st.markdown(f"**Dataset:** {Path(path).name if path else '—'}")
+            if st.session_state.get("label"):
+                st.markdown(f"**Labels:** `{st.session_state['label']}`")
+            st.markdown(f"**Run:** {st.session_state.get('run_id') or '—'}")
+    except st.errors.StreamlitAPIException:  # called from inside a fragment: the next full run redraws it
+        pass
+
+
+# -- the session's choices in the address bar, so that a browser reload keeps them ---------------------------------
+_URL_KEYS = {"data": "dataset_path", "label": "label", "model": "model", "preset": "preset", "run": "run_id"}
+_DEMO = "demo"
+
+
+def _url_value(key: str, value: str) -> str:
+    """``data=demo`` for the built-in demo (a short link that survives a move of the app), else the value."""
+    if key == "data":
+        # the demo was chosen through scapp.data.demo, so it is imported then; never import anndata for this
+        demo = sys.modules.get("scapp.data.demo")
+        if demo is not None and Path(value) == demo.demo_path():
+            return _DEMO
+    return value
+
+
+def restore_from_url() -> None:
+    """On a fresh session (a reload, a shared link), take the dataset, labels, model, preset and run from the URL.
+
+    Only values that still make sense are taken: a file that exists, a model the registry trains, a run folder on
+    disk. Anything the session already holds wins.
+    """
+    if st.session_state.get("_url-restored"):
+        return
+    st.session_state["_url-restored"] = True
+    qp = st.query_params
+    data = qp.get("data")
+    if data and "dataset_path" not in st.session_state:
+        if data == _DEMO:
+            from scapp.data.demo import demo_path
+
+            data = str(demo_path())
+        if Path(data).exists():
+            st.session_state["dataset_path"] = data
+            if qp.get("label") and "label" not in st.session_state:
+                st.session_state["label"] = qp["label"]
+    model = qp.get("model")
+    if model and "model" not in st.session_state:
+        from scapp.models import REGISTRY
+
+        if model in REGISTRY and REGISTRY[model].trainable and REGISTRY[model].available:
+            st.session_state["model"] = model
+            if qp.get("preset") in REGISTRY[model].presets and "preset" not in st.session_state:
+                st.session_state["preset"] = qp["preset"]
+    run = qp.get("run")
+    if run and "run_id" not in st.session_state and Path(run).name == run and (runs_root() / run).is_dir():
+        st.session_state["run_id"] = run
+
+
+def sync_url() -> None:
+    """Write the session's choices into the URL (only what changed, leaving other parameters alone)."""
+    qp = st.query_params
+    for key, state_key in _URL_KEYS.items():
+        value = st.session_state.get(state_key)
+        want = _url_value(key, str(value)) if value else None
+        if want is None:
+            if key in qp:
+                del qp[key]
+        elif qp.get(key) != want:
+            qp[key] = want
 
 
 FIG_FORMATS = {"SVG": "svg", "PNG": "png"}
@@ -100,6 +184,26 @@ def show_figure(fig: Any, *, key: str, name: str, data: Any | None = None, on_se
                            on_click="ignore", type="tertiary", icon=":material/download:",
                            help="Download the data behind this figure")
     return event
+
+
+_THREE_DECIMALS = ("macro_f1", "median_f1", "balanced_accuracy", "accuracy", "ece_after", "ece_before",
+                   "valid_macro_f1", "test_macro_f1", "valid_balanced_accuracy", "test_balanced_accuracy", "jaccard")
+
+
+def column_config(columns: Any) -> dict[str, Any]:
+    """``st.dataframe`` column settings for a scapp table: human names, a tooltip for metrics, 3 decimals for scores.
+
+    The tables keep their snake_case names (CSV downloads, tests); only what people read is renamed.
+    """
+    from scapp.evaluate.glossary import column_help, column_label
+
+    cfg: dict[str, Any] = {}
+    for c in map(str, columns):
+        if c in _THREE_DECIMALS:
+            cfg[c] = st.column_config.NumberColumn(column_label(c), help=column_help(c), format="%.3f")
+        else:
+            cfg[c] = st.column_config.Column(column_label(c), help=column_help(c))
+    return cfg
 
 
 def runs_root() -> Path:
@@ -139,8 +243,33 @@ def chosen_file(upload: Any, typed_path: str, state_key: str) -> Path | None:
     return Path(path) if path else None
 
 
+def default_run(table: Any, active: str | None, picked: str | None) -> str:
+    """Which run a run picker shows first: the session's run when it finished (or the user picked it in a picker),
+    else the newest finished run, else the newest listed.
+
+    A cancelled run keeps its best model and stays listed, but is never the default: after a Stop and a reload
+    Explore and Compare open the newest run that finished.
+    """
+    ids = table.sort_values("run_id", ascending=False)["run_id"].tolist()
+    finished = table[table["state"] == "finished"].sort_values("run_id", ascending=False)["run_id"].tolist()
+    if active in ids and (active in finished or active == picked):
+        return active
+    return finished[0] if finished else ids[0]
+
+
+def set_run(run_id: str | None, *, picked: bool = False) -> None:
+    """Make ``run_id`` the session's run (the sidebar shows it at once); ``picked``: the user chose it."""
+    if run_id is None:
+        st.session_state.pop("run_id", None)
+    else:
+        st.session_state["run_id"] = run_id
+        if picked:
+            st.session_state["run_picked"] = run_id
+    refresh_sidebar()
+
+
 def choose_run(*, key: str, finished_only: bool = True) -> Path | None:
-    """Select box over run folders, defaulting to the active run."""
+    """Select box over run folders, defaulting to the session's run if it finished, else the newest finished run."""
     from scapp import runs
 
     df = runs.list_runs(runs_root())
@@ -152,11 +281,18 @@ def choose_run(*, key: str, finished_only: bool = True) -> Path | None:
         return None
     df = df.sort_values("run_id", ascending=False)
     ids = df["run_id"].tolist()
-    labels = {r.run_id: f"{r.run_id} · {r.model} · {r.dataset} · macro-F1 {r.macro_f1:.3f}"
-              if r.macro_f1 == r.macro_f1 and r.macro_f1 is not None else f"{r.run_id} · {r.model} · {r.state}"
-              for r in df.itertuples()}
-    active = st.session_state.get("run_id")
-    idx = ids.index(active) if active in ids else 0
-    rid = st.selectbox("Run", ids, index=idx, format_func=lambda i: labels[i], key=key)
-    st.session_state["run_id"] = rid
+
+    def _label(r: Any) -> str:
+        state = "" if r.state == "finished" else f" · {r.state}"
+        if r.macro_f1 is not None and r.macro_f1 == r.macro_f1:
+            return f"{r.run_id} · {r.model} · {r.dataset} · macro-F1 {r.macro_f1:.3f}{state}"
+        return f"{r.run_id} · {r.model} · {r.state}"
+
+    labels = {r.run_id: _label(r) for r in df.itertuples()}
+    first = default_run(df, st.session_state.get("run_id"), st.session_state.get("run_picked"))
+    if key in st.session_state and st.session_state[key] not in ids:  # deleted meanwhile
+        del st.session_state[key]
+    rid = st.selectbox("Run", ids, index=ids.index(first), format_func=lambda i: labels[i], key=key,
+                       on_change=lambda: st.session_state.update(run_picked=st.session_state.get(key)))
+    set_run(rid)
     return runs_root() / rid

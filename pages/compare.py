@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from pages._ui import runs_root, show_error, show_figure
+from pages._ui import column_config, runs_root, set_run, show_error, show_figure
 from scapp import runs
 from scapp.errors import ScappError
 
@@ -15,7 +15,9 @@ st.caption("Two or more runs trained on the same file and label column: which is
            "they disagree?")
 table = runs.list_runs(runs_root())
 if len(table):
-    table = table[table["state"].isin(["finished", "cancelled"])].sort_values("run_id", ascending=False)
+    # a run stopped before its first epoch has no model; a cancelled one with its best model can be compared
+    table = table[table["state"].isin(["finished", "cancelled"]) & table["has_model"]].sort_values(
+        "run_id", ascending=False)
 if len(table) < 2:
     st.info("Compare needs at least two finished runs: train another model (or the same one with other settings) "
             "on the **Train** page.")
@@ -33,10 +35,12 @@ def short(run_id: str) -> str:
 ids = set(table["run_id"])
 if "compare-runs" in st.session_state:  # a run deleted meanwhile must not break the widget
     st.session_state["compare-runs"] = [r for r in st.session_state["compare-runs"] if r in ids]
-else:  # newest group of ≥2 runs on the same file and labels
-    groups = table.groupby(["dataset", "label"], sort=False)["run_id"].apply(list)
-    pick = next((g for g in groups if len(g) >= 2), [])
-    st.session_state["compare-runs"] = pick[:2]
+else:  # the newest two finished runs on the same file and labels (a cancelled run is listed, not the default)
+    def _newest_pair(t):
+        groups = t.groupby(["dataset", "label"], sort=False)["run_id"].apply(list)
+        return next((g[:2] for g in groups if len(g) >= 2), [])
+
+    st.session_state["compare-runs"] = _newest_pair(table[table["state"] == "finished"]) or _newest_pair(table)
 chosen = st.multiselect("Runs to compare", table["run_id"].tolist(), format_func=labels.get, key="compare-runs")
 if len(chosen) < 2:
     st.info("Choose two or more runs.")
@@ -72,26 +76,24 @@ c = st.columns(3)
 c[0].metric("Cells compared", f"{comp.n_cells:,}")
 c[1].metric("Same call by every run", f"{comp.agreement_frac:.1%}")
 c[2].metric("Cells they disagree on", f"{comp.n_cells - int(comp.all_agree().sum()):,}")
-st.dataframe(comp.metrics, hide_index=True, width="stretch",
-             column_config={k: st.column_config.NumberColumn(format="%.3f")
-                            for k in ("macro_f1", "median_f1", "balanced_accuracy", "accuracy", "ece_after")})
-show_figure(metrics_comparison_bars(comp.metrics, names={r: short(r) for r in chosen}), key="compare-metrics", name=f"compare-{name}-metrics",
-            data=comp.metrics)
+st.dataframe(comp.metrics, hide_index=True, width="stretch", column_config=column_config(comp.metrics.columns))
+show_figure(metrics_comparison_bars(comp.metrics, names={r: short(r) for r in chosen}), key="compare-metrics",
+            name=f"compare-{name}-metrics", data=comp.metrics)
 
 a, b = chosen[0], chosen[1]
 if len(chosen) > 2:
     pa, pb = st.columns(2)
     a = pa.selectbox("Agreement matrix: rows", chosen, index=0, key="compare-a", format_func=short)
     b = pb.selectbox("columns", [r for r in chosen if r != a], index=0, key="compare-b", format_func=short)
-show_figure(agreement_heatmap(comp.agreement(a, b), name_a=short(a), name_b=short(b)), key="compare-agree", name=f"compare-{name}-agreement",
-            data=comp.agreement_long(a, b))
+show_figure(agreement_heatmap(comp.agreement(a, b), name_a=short(a), name_b=short(b)), key="compare-agree",
+            name=f"compare-{name}-agreement", data=comp.agreement_long(a, b))
 
 dis = comp.disagreements()
 st.subheader(f"Cells where the runs disagree ({len(dis):,})")
 if dis.empty:
     st.success("Every run gives every compared cell the same label.")
 else:
-    cfg = {}
+    cfg = column_config(["cell_id", "true"])
     for r in chosen:
         cfg[f"pred_{r}"] = st.column_config.TextColumn(short(r), help=f"Predicted by run {r}")
         cfg[f"conf_{r}"] = st.column_config.ProgressColumn("confidence", min_value=0.0, max_value=1.0, format="%.2f",
@@ -118,7 +120,7 @@ if st.button("Combine into an ensemble", key="compare-ensemble", icon=":material
         runs.write_status(new, "failed", error=str(e), has_model=False)
         show_error(e)
     else:
-        st.session_state["run_id"] = new.name
+        set_run(new.name)
         weights = ", ".join(f"{m['model']} {m['weight']:.0%}" for m in ens["members"])
         st.success(f"Ensemble {new.name}: weights {weights}; test macro F1 {ens['test']['macro_f1']:.3f}.")
         st.page_link("pages/explore.py", label="Explore the ensemble", icon=":material/arrow_forward:")

@@ -11,6 +11,9 @@ from scapp.errors import ScappError
 
 # The first page a user sees: paint it before anything heavy (numpy, pandas, anndata, plotly) is imported.
 st.title("Data")
+st.markdown("**What is scapp?** It learns the cell types of a labelled reference dataset and annotates new cells "
+            "with them, saying how sure each call is and which genes each model used. Start here with your file "
+            "(or the demo), then go through Model → Train → Explore → Annotate.")
 st.caption("Raw counts in, from h5ad, 10x h5, a zipped 10x mtx folder, csv/tsv or loom. scapp normalizes them itself.")
 
 
@@ -47,35 +50,51 @@ if loaded is None:
 adata, qc = loaded
 
 st.subheader(Path(st.session_state["dataset_path"]).name)
-m = st.columns(5)
+m = st.columns(7)
 m[0].metric("Cells", f"{qc.n_cells:,}")
 m[1].metric("Genes", f"{qc.n_genes:,}")
-m[2].metric("Zeros", f"{qc.sparsity:.1%}")
-m[3].metric("Median counts / cell", f"{qc.counts_per_cell['median']:,.0f}")
-m[4].metric("Input kind", qc.input_kind)
+m[2].metric("Zeros", f"{qc.sparsity:.1%}", help="Share of the matrix that is zero (genes not detected in a cell).")
+m[3].metric("Median counts", f"{qc.counts_per_cell['median']:,.0f}",
+            help="Sequencing depth: molecules (UMIs) counted in a cell, at the median over cells.")
+m[4].metric("Median genes", f"{qc.genes_per_cell['median']:,.0f}",
+            help="Genes with at least one count in a cell, at the median over cells.")
+m[5].metric("Median % mito", f"{qc.pct_mito['median']:.1f}%" if qc.pct_mito else "—",
+            help="Share of a cell's counts from mitochondrial (MT-/mt-) genes, at the median over cells; a high "
+                 "share (often above 10-20%) marks damaged or dying cells. " + qc.mito_note)
+m[6].metric("Input kind", qc.input_kind)
 (st.success if qc.input_kind == "counts" else st.warning)(qc.input_kind_reason)
+if qc.gene_subset_note:
+    st.info(qc.gene_subset_note, icon=":material/filter_alt:")
 for w in qc.warnings:
     st.warning(w)
 
 import numpy as np  # noqa: E402 - heavy imports only once there is data to show
 import pandas as pd  # noqa: E402
 
+from scapp.data.qc import mito_percent  # noqa: E402
 from scapp.data.validate import get_matrix  # noqa: E402
 from scapp.viz import class_colors, class_sizes_bar, counts_histograms  # noqa: E402
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _per_cell(path: str, mtime: float, _adata) -> tuple[np.ndarray, np.ndarray]:
-    """Counts and detected genes per cell, once per file version (a second or more at 1M cells)."""
+def _per_cell(path: str, mtime: float, _adata) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Counts, detected genes and % mitochondrial counts per cell, once per file version (seconds at 1M cells)."""
     X = get_matrix(_adata)
-    return np.asarray(X.sum(axis=1)).ravel(), np.asarray((X > 0).sum(axis=1)).ravel()
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    mito = mito_percent(_adata, totals)
+    return totals, np.asarray((X > 0).sum(axis=1)).ravel(), None if mito is None else mito.pct
 
 
 _p = Path(st.session_state["dataset_path"])
-totals, ngenes = _per_cell(str(_p), _p.stat().st_mtime if _p.exists() else 0.0, adata)
+totals, ngenes, pct_mito = _per_cell(str(_p), _p.stat().st_mtime if _p.exists() else 0.0, adata)
 stem = Path(st.session_state["dataset_path"]).stem
-show_figure(counts_histograms(totals, ngenes), key="data-hist", name=f"{stem}-qc",
-            data=pd.DataFrame({"cell_id": adata.obs_names, "total_counts": totals, "genes_detected": ngenes}))
+per_cell = {"cell_id": adata.obs_names, "total_counts": totals, "genes_detected": ngenes}
+if pct_mito is not None:
+    per_cell["pct_mito"] = pct_mito
+show_figure(counts_histograms(totals, ngenes, pct_mito=pct_mito), key="data-hist", name=f"{stem}-qc",
+            data=pd.DataFrame(per_cell))
+if qc.mito_note:
+    st.caption(qc.mito_note)
 
 if not qc.label_candidates:
     st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model "

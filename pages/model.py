@@ -1,4 +1,4 @@
-"""Model: pick a method and a preset; advanced options in a form."""
+"""Model: pick a method and a preset; advanced options in a form that always shows what Train will use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import streamlit as st
 
 from pages._ui import device_label, load_current
 from scapp.models import REGISTRY, get_spec
-from scapp.models.presets import OPTION_LABELS, estimate_seconds, option_defaults
+from scapp.models.presets import OPTION_HELP, OPTION_LABELS, estimate_seconds, option_defaults
 
 st.title("Model")
 loaded = None
@@ -16,6 +16,12 @@ except Exception:  # noqa: BLE001 - the Data page shows the reason
     loaded = None
 n_cells = loaded[1].n_cells if loaded else 3000
 
+
+def _pick(name: str) -> None:
+    """A callback, so the card's button is highlighted in the same run as the click."""
+    st.session_state["model"] = name
+
+
 cols = st.columns(3)
 # methods trained from data; an ensemble of finished runs is made on the Compare page
 for i, (name, spec) in enumerate((n, s) for n, s in REGISTRY.items() if s.trainable):
@@ -24,9 +30,8 @@ for i, (name, spec) in enumerate((n, s) for n, s in REGISTRY.items() if s.traina
         st.write(spec.about)
         st.caption(spec.paper)
         if spec.available:
-            if st.button("Use this model", key=f"model-pick-{name}",
-                         type="primary" if st.session_state.get("model", "sims") == name else "secondary"):
-                st.session_state["model"] = name
+            st.button("Use this model", key=f"model-pick-{name}", on_click=_pick, args=(name,),
+                      type="primary" if st.session_state.get("model", "sims") == name else "secondary")
         else:
             st.button("Coming", key=f"model-pick-{name}", disabled=True)
 
@@ -36,36 +41,57 @@ st.subheader(f"Settings for {spec.title}")
 gpu = device_label().startswith("GPU")
 labels = {p: f"{p} (~{estimate_seconds(model, p, n_cells, gpu=gpu) / 60:.1f} min on {n_cells:,} cells)"
           for p in spec.presets}
-preset = st.radio("Preset", list(spec.presets), index=list(spec.presets).index(
-    st.session_state.get("preset", "default")) if st.session_state.get("preset") in spec.presets else 1,
-    format_func=labels.get, horizontal=True, key="model-preset")
+names = list(spec.presets)
+if st.session_state.get("preset") not in names:
+    st.session_state["preset"] = "default" if "default" in names else names[0]
+
+
+def _preset_changed() -> None:
+    """Advanced settings saved under the previous preset no longer apply: the form (and Train) show the new one's."""
+    st.session_state["preset"] = st.session_state["model-preset"]
+    st.session_state.pop("model_overrides", None)
+
+
+preset = st.radio("Preset", names, index=names.index(st.session_state["preset"]), format_func=labels.get,
+                  horizontal=True, key="model-preset", on_change=_preset_changed, help=OPTION_HELP["preset"])
 st.session_state["preset"] = preset
 if spec.preset_notes.get(preset):
     st.caption(spec.preset_notes[preset])
 
+# What Train will use: the preset's values, with what was saved for this model and preset on top. The option
+# widgets are keyed by model *and* preset: a widget with a key keeps its value when only its default changes, so
+# one key per option would keep showing (and saving) the previous preset's numbers.
+saved = (st.session_state.get("model_overrides") or {}) if st.session_state.get("overrides_model") == model else {}
+defaults = option_defaults(model, preset)
 with st.form("model-advanced"):
     st.markdown("**Advanced**")
     overrides: dict = {}
     c = st.columns(4)
-    seed = c[0].number_input("Seed", 0, 10_000, st.session_state.get("seed", 0), key="model-seed")
-    device = c[1].selectbox("Device", ["auto", "cpu", "cuda"], key="model-device")
-    defaults = option_defaults(model, preset)
+    seed = c[0].number_input("Seed", 0, 10_000, int(st.session_state.get("seed", 0)), key="model-seed",
+                             help=OPTION_HELP["seed"])
+    devices = ["auto", "cpu", "cuda"]
+    device = c[1].selectbox("Device", devices, index=devices.index(st.session_state.get("device", "auto"))
+                            if st.session_state.get("device", "auto") in devices else 0, key="model-device",
+                            help=OPTION_HELP["device"])
     oc = st.columns(4)
     for i, (name, default) in enumerate(defaults.items()):
         label = OPTION_LABELS.get(name, name.replace("_", " ").capitalize())
-        key = f"model-opt-{model}-{name}"
+        key = f"model-opt-{model}-{preset}-{name}"
+        shown = saved.get(name, default)
         col = oc[i % 4]
+        kw = {"key": key, "help": OPTION_HELP.get(name)}
         if isinstance(default, bool):
-            val = col.checkbox(label, value=default, key=key)
+            val = col.checkbox(label, value=bool(shown), **kw)
         elif isinstance(default, int):
-            val = int(col.number_input(label, 0, 10**7, default, key=key))
+            val = int(col.number_input(label, 0, 10**7, int(shown), **kw))
         elif isinstance(default, float):
-            val = float(col.number_input(label, 0.0, 1e6, default, format="%g", key=key))
+            val = float(col.number_input(label, 0.0, 1e6, float(shown), format="%g", **kw))
         else:
             continue
         if val != default:
             overrides[name] = val
-    threshold = st.slider("Unassigned below confidence", 0.0, 1.0, 0.5, 0.05, key="model-threshold")
+    threshold = st.slider("Unassigned below confidence", 0.0, 1.0, float(st.session_state.get("threshold", 0.5)),
+                          0.05, key="model-threshold", help=OPTION_HELP["threshold"])
     if st.form_submit_button("Save settings"):
         st.session_state.update(model_overrides=overrides, overrides_model=model, seed=int(seed), device=device,
                                 threshold=float(threshold))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import runs_root, show_error
+from pages._ui import column_config, runs_root, set_run, show_error
 from scapp import runs
 from scapp.errors import ScappError
 
@@ -17,15 +17,14 @@ if table.empty:
     st.info("No runs yet.")
     st.stop()
 table = table.sort_values("run_id", ascending=False)
-st.dataframe(table.drop(columns=["path"]), hide_index=True, use_container_width=True,
-             column_config={"macro_f1": st.column_config.NumberColumn(format="%.3f"),
-                            "accuracy": st.column_config.NumberColumn(format="%.3f")})
+shown = table.drop(columns=["path"])
+st.dataframe(shown, hide_index=True, width="stretch", column_config=column_config(shown.columns))
 st.page_link("pages/compare.py", label="Compare runs trained on the same data", icon=":material/compare_arrows:")
 rid = st.selectbox("Run", table["run_id"].tolist(), key="runs-pick")
 run = runs_root() / rid
 c = st.columns(3)
 if c[0].button("Open in Explore", key="runs-open"):
-    st.session_state["run_id"] = rid
+    set_run(rid, picked=True)
     st.switch_page("pages/explore.py")
 if c[1].button("Delete", key="runs-delete"):
     st.session_state["runs-confirm"] = rid
@@ -36,7 +35,7 @@ if st.session_state.get("runs-confirm") == rid:
             runs.delete_run(run)
             st.session_state.pop("runs-confirm", None)
             if st.session_state.get("run_id") == rid:
-                st.session_state.pop("run_id", None)
+                set_run(None)
             st.rerun()
         except ScappError as e:
             show_error(e)

@@ -20,7 +20,8 @@ from scipy import sparse
 
 from scapp.errors import InputError
 
-__all__ = ["QCSummary", "detect_input_kind", "label_candidates", "qc_summary"]
+__all__ = ["MitoQC", "QCSummary", "detect_input_kind", "gene_subset_note", "label_candidates", "mito_percent",
+           "qc_summary"]
 
 INPUT_KINDS = ("counts", "lognorm", "scaled", "normalized", "invalid")
 
@@ -30,6 +31,15 @@ _LOG_MAX = 30.0  # log1p(1e6 * ...) stays well below this; raw CPM/TPM do not
 _CONST_CV = 1e-3  # row sums "constant" below this coefficient of variation
 _ENSEMBL_RE = re.compile(r"^ENS[A-Z]*G\d{5,}(?:\.\d+)?$")
 _QUANTILES = {"min": 0.0, "q05": 0.05, "q25": 0.25, "median": 0.5, "q75": 0.75, "q95": 0.95, "max": 1.0}
+SUBSET_GENES = 5_000
+"""Fewer genes than this: the file is most likely a gene selection (variable genes, a panel), not a transcriptome."""
+_MITO_PREFIX = "MT-"  # human MT-ND1…, mouse mt-Nd1…: compared case-insensitively
+# per-cell mitochondrial percentages that pipelines store in obs (Seurat, scanpy's calculate_qc_metrics, scater)
+_MITO_PERCENT_COLUMNS = ("percent.mt", "percent_mt", "pct_counts_mt", "percent.mito", "pct_counts_mito",
+                         "subsets_Mito_percent", "percent_mito", "pct_mito", "mito_percent", "frac_mito",
+                         "fraction_mito")
+_SYMBOL_COLUMNS = ("gene_symbols", "gene_symbol", "gene_name", "gene_names", "feature_name", "symbol", "symbols")
+_TOTAL_COUNT_COLUMNS = ("nCount_RNA", "total_counts", "n_counts", "nUMI", "nCount")
 
 
 @dataclass
@@ -60,6 +70,12 @@ class QCSummary:
     has_raw: bool
     read_info: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    pct_mito: dict[str, float] | None = None
+    """Quantiles of the % of each cell's counts from mitochondrial genes; None when it cannot be known."""
+    mito_note: str = ""
+    """Where the % mitochondrial counts come from (the genes found, or the file's own column), or why there is none."""
+    gene_subset_note: str = ""
+    """One line when the file looks like a gene selection rather than a whole transcriptome, else ""."""
 
     def to_dict(self) -> dict:
         """Plain JSON-ready dict (non-finite floats become None)."""
@@ -321,6 +337,116 @@ def _gene_id_kind(names: pd.Index) -> str:
     return "mixed"
 
 
+@dataclass
+class MitoQC:
+    """% of each cell's counts that come from mitochondrial genes, and where the numbers come from.
+
+    A high share (often above 10-20 %) marks damaged or dying cells whose cytoplasmic RNA leaked out: the QC
+    number a biologist looks for beside depth and detected genes.
+    """
+
+    pct: np.ndarray
+    """One value per cell, 0-100 (NaN for a cell without counts)."""
+    genes: list[str]
+    """The mitochondrial genes found in the matrix (empty when the file's own column is used)."""
+    source: str
+    """``"genes"`` (computed from the matrix) or the obs column it was read from."""
+    note: str
+    """One line for the user: where the numbers come from and how far to trust them."""
+
+
+def _gene_symbols(adata: anndata.AnnData) -> pd.Index:
+    """Gene symbols: the var names, or a var column of symbols when the names are Ensembl IDs."""
+    names = adata.var_names.astype(str)
+    if _gene_id_kind(adata.var_names) == "symbol":
+        return names
+    for col in _SYMBOL_COLUMNS:
+        if col in adata.var.columns:
+            return pd.Index(adata.var[col].astype(str))
+    return names
+
+
+def _mito_mask(symbols: pd.Index) -> np.ndarray:
+    return np.asarray(pd.Series(symbols).str.upper().str.startswith(_MITO_PREFIX), dtype=bool)
+
+
+def _mito_column(adata: anndata.AnnData) -> tuple[str, np.ndarray] | None:
+    """A per-cell mitochondrial percentage the file already carries, as percent; None when there is none."""
+    for col in _MITO_PERCENT_COLUMNS:
+        if col not in adata.obs.columns or not pd.api.types.is_numeric_dtype(adata.obs[col]):
+            continue
+        v = adata.obs[col].to_numpy(dtype=np.float64)
+        finite = v[np.isfinite(v)]
+        if finite.size == 0 or finite.min() < 0 or finite.max() > 100:
+            continue
+        # Seurat's percent.* and scanpy's pct_counts_* are percentages; other names holding only values <= 1 are
+        # fractions (e.g. the older scanpy tutorial's percent_mito)
+        is_percent = col.startswith(("percent.", "pct_counts_", "subsets_")) or col == "percent_mt"
+        if not is_percent and finite.max() <= 1.0:
+            v = v * 100.0
+        return col, v
+    return None
+
+
+def mito_percent(adata: anndata.AnnData, totals: np.ndarray | None = None) -> MitoQC | None:
+    """Per-cell % of counts from mitochondrial (MT-/mt-) genes; None when neither the genes nor a column are there.
+
+    The file's own per-cell column (``percent.mt``, ``pct_counts_mt``, …) is preferred when present: it was
+    usually computed on every gene before a gene selection, which may have dropped most mitochondrial genes.
+    Otherwise the share is computed from the matrix, only for counts (a share of log values means nothing).
+    ``totals`` (counts per cell) may be passed to save a pass over the matrix.
+    """
+    col = _mito_column(adata)
+    if col is not None:
+        return MitoQC(pct=col[1], genes=[], source=col[0],
+                      note=f"% mitochondrial counts from the file's own `{col[0]}` column.")
+    symbols = _gene_symbols(adata)
+    mask = _mito_mask(symbols)
+    if not mask.any():
+        return None
+    X = adata.X
+    if X is None or detect_input_kind(X)[0] not in ("counts", "normalized"):
+        return None
+    if totals is None:
+        totals = _row_stats(X)[0]
+    mt = np.asarray(X @ mask.astype(np.float64), dtype=np.float64).ravel()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct = np.where(totals > 0, 100.0 * mt / np.where(totals > 0, totals, 1.0), np.nan)
+    genes = [str(g) for g in symbols[mask]]
+    shown = ", ".join(genes[:5]) + (", …" if len(genes) > 5 else "")
+    note = f"% mitochondrial counts from the {_n(len(genes), 'mitochondrial gene', 'mitochondrial genes')} " \
+           f"in this file ({shown})"
+    if len(genes) < 13:  # the human and mouse mitochondrial genomes encode 13 proteins (plus 2 rRNAs, 22 tRNAs)
+        note += "; most mitochondrial genes are missing, so the share is underestimated"
+    return MitoQC(pct=pct, genes=genes, source="genes", note=note + ".")
+
+
+def gene_subset_note(adata: anndata.AnnData, totals: np.ndarray | None = None) -> str:
+    """One plain line when the file holds fewer genes than a transcriptome (e.g. 2,000 variable genes), else "".
+
+    Says what follows for the user: the depth shown covers these genes only, and a query must share them. When
+    the file carries its own per-cell totals (``nCount_RNA``, ``total_counts``) and they are higher than the counts
+    of the genes present, both medians are quoted as evidence.
+    """
+    n = adata.n_vars
+    if not 0 < n < SUBSET_GENES:
+        return ""
+    line = (f"This file holds {n:,} genes, probably a selection of variable genes (or a panel) rather than the whole "
+            "transcriptome")
+    X = adata.X
+    if totals is None and X is not None:
+        totals = _row_stats(X)[0]
+    for col in _TOTAL_COUNT_COLUMNS:
+        if totals is None or col not in adata.obs.columns or not pd.api.types.is_numeric_dtype(adata.obs[col]):
+            continue
+        own, here = float(np.nanmedian(adata.obs[col].to_numpy(dtype=np.float64))), float(np.median(totals))
+        if here > 0 and own > 1.2 * here:
+            line += (f" (its own `{col}` column counts {_fmt(round(own))} per cell at the median, these genes "
+                     f"{_fmt(round(here))})")
+        break
+    return line + (": counts per cell here cover these genes only, and a model trained on it reads only these genes.")
+
+
 def qc_summary(
     adata: anndata.AnnData, *, read_info: dict | None = None, max_label_classes: int = 200
 ) -> QCSummary:
@@ -389,6 +515,18 @@ def qc_summary(
     for note in (read_info or {}).get("notes", []):
         warn.append(str(note))
 
+    mito = mito_percent(adata, totals) if kind != "invalid" else None
+    if mito is not None:
+        mito_note = mito.note
+    elif kind == "invalid":
+        mito_note = ""
+    elif _mito_mask(_gene_symbols(adata)).any():
+        mito_note = ("The % of mitochondrial counts per cell needs counts; this matrix holds transformed values "
+                     f"({kind}).")
+    else:
+        mito_note = ("No mitochondrial genes (MT-/mt-) in this file, so the % of mitochondrial counts per cell cannot "
+                     "be shown.")
+
     return QCSummary(
         n_cells=int(n_cells),
         n_genes=int(n_genes),
@@ -410,6 +548,9 @@ def qc_summary(
         has_raw=has_raw,
         read_info=dict(read_info or {}),
         warnings=warn,
+        pct_mito=_quantiles(mito.pct) if mito is not None else None,
+        mito_note=mito_note,
+        gene_subset_note=gene_subset_note(adata, totals),
     )
 
 

@@ -137,7 +137,9 @@ def names() -> tuple[str, ...]:
 register(ModelSpec(
     name="sims", cls_path="scapp.models.sims:SIMSModel",
     title="SIMS — TabNet with gene masks",
-    paper="Gonzalez-Ferrer et al., SIMS: scalable, interpretable modelling for single-cell RNA-seq (thesis)",
+    paper=("Lehrer, SIMS: Scalable, Interpretable Machine Learning for Single-Cell Annotation (MS thesis, UC Santa "
+           "Cruz, 2022); published as Gonzalez-Ferrer, Lehrer et al., SIMS: a deep-learning label transfer tool for "
+           "single-cell RNA sequencing analysis, Cell Genomics 2024"),
     about=("A deep classifier that, for every cell, picks a small set of genes to look at in a few "
            "steps (sparse attention masks). The masks are its explanation: which genes each prediction "
            "used, per cell and per cell type. Strong on large, well-labelled references."),
@@ -152,7 +154,8 @@ register(ModelSpec(
 register(ModelSpec(
     name="logreg", cls_path="scapp.models.logreg:LogRegModel",
     title="Logistic regression (CellTypist-style baseline)",
-    paper="Domínguez Conde et al., Science 2022 (CellTypist)",
+    paper=("Domínguez Conde et al., Cross-tissue immune cell analysis reveals tissue-specific features in humans, "
+           "Science 2022 (CellTypist)"),
     about=("One linear score per cell type over scaled log-expression. Trains in seconds, hard to beat "
            "on small data; its coefficients are readable marker weights. Use it as the yardstick."),
     capabilities=Capabilities(classifies=True, embeds=False, explain_kind="coefficient"),
@@ -178,8 +181,8 @@ register(ModelSpec(
 register(ModelSpec(
     name="hydra", cls_path="scapp.models.hydra:HydraModel",
     title="Hydra — VAE ensemble with synthetic balancing",
-    paper=("Wagle et al., Interpretable deep generative ensemble learning for single-cell omics with Hydra "
-           "(bioRxiv 2025)"),
+    paper=("Wagle, Liu, Liu, Wang, Kellis, Patrick & Yang, Interpretable deep generative ensemble learning for "
+           "single-cell omics with Hydra, bioRxiv 2025 (doi:10.1101/2025.08.15.670517)"),
     about=("A variational autoencoder learns a compact picture of every cell while 25 small heads learn "
            "the cell types. Rare types are topped up with cells the autoencoder generates, 25 copies are "
            "fine-tuned on their own balanced sets, and Integrated Gradients then ranks, per cell type, the "
@@ -264,7 +267,9 @@ register(ModelSpec(
     seconds_per_1k={"fast": 60.0, "default": 240.0, "thorough": 480.0, "dca_like": 20.0}, gpu_speedup=20.0,
 ))
 register(ModelSpec(
-    name="ssl", cls_path=None, title="Self-supervised pretraining", paper="SSL review",
+    name="ssl", cls_path=None, title="Self-supervised pretraining",
+    paper=("Richter, Bahrami, Xia, Fischer & Theis, Delineating the effective use of self-supervised learning in "
+           "single-cell genomics, Nature Machine Intelligence 2024 (doi:10.1038/s42256-024-00934-3)"),
     about="Masked-autoencoder pretraining on unlabelled cells, then fine-tuning. Coming.",
     capabilities=Capabilities(classifies=True, embeds=True, pretrains=True, needs_labels=False),
 ))

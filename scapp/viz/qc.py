@@ -93,23 +93,27 @@ def counts_histograms(
     counts_per_cell: np.ndarray,
     genes_per_cell: np.ndarray,
     *,
+    pct_mito: np.ndarray | None = None,
     log_x: bool = True,
     n_bins: int = 60,
     title: str | None = "Sequencing depth per cell",
     height: int = 420,
 ) -> go.Figure:
-    """Two histograms side by side: total counts per cell and detected genes per cell.
+    """Histograms side by side: total counts per cell, detected genes per cell and, when given, % mitochondrial counts.
 
-    Shown after loading so that empty cells, doublet-like outliers and a low-depth
-    dataset are visible before training.
+    Shown after loading so that empty cells, doublet-like outliers, damaged cells (a high mitochondrial share)
+    and a low-depth dataset are visible before training.
 
     Parameters
     ----------
     counts_per_cell, genes_per_cell
         One value per cell (e.g. ``X.sum(1)`` and the number of non-zero genes).
+    pct_mito
+        One value per cell, 0-100: the share of its counts from mitochondrial genes
+        (:func:`scapp.data.qc.mito_percent`); drawn on a linear axis as a third panel.
     log_x
-        Bin and draw on a log axis (depth is roughly log-normal); cells with 0 are
-        counted in the axis title instead.
+        Bin and draw the depth panels on a log axis (depth is roughly log-normal); cells with
+        0 are counted in the axis title instead.
     n_bins
         Bars per histogram.
 
@@ -117,9 +121,12 @@ def counts_histograms(
     -------
     plotly.graph_objects.Figure
     """
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1)
+    n_cols = 2 if pct_mito is None else 3
+    fig = make_subplots(rows=1, cols=n_cols, horizontal_spacing=0.1 if n_cols == 2 else 0.07)
     _histogram_panel(fig, counts_per_cell, col=1, what="total counts per cell", log_x=log_x, n_bins=n_bins)
     _histogram_panel(fig, genes_per_cell, col=2, what="genes detected per cell", log_x=log_x, n_bins=n_bins)
+    if pct_mito is not None:
+        _histogram_panel(fig, pct_mito, col=3, what="% mitochondrial counts", log_x=False, n_bins=n_bins)
     fig.update_yaxes(title_text="cells", row=1, col=1)
     fig.update_layout(bargap=0)
     return style(fig, title=title, height=height)
