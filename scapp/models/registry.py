@@ -139,7 +139,7 @@ register(ModelSpec(
     title="SIMS — TabNet with gene masks",
     paper=("Lehrer, SIMS: Scalable, Interpretable Machine Learning for Single-Cell Annotation (MS thesis, UC Santa "
            "Cruz, 2022); published as Gonzalez-Ferrer, Lehrer et al., SIMS: a deep-learning label transfer tool for "
-           "single-cell RNA sequencing analysis, Cell Genomics 2024"),
+           "single-cell RNA sequencing analysis (2024)"),
     about=("A deep classifier that, for every cell, picks a small set of genes to look at in a few "
            "steps (sparse attention masks). The masks are its explanation: which genes each prediction "
            "used, per cell and per cell type. Strong on large, well-labelled references."),
