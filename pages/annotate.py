@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from pages._ui import choose_run, chosen_file, load, runs_root, show_error, show_figure
+from scapp.data.validate import UNASSIGNED
 from scapp.errors import ScappError
 
 st.title("Annotate")
@@ -123,57 +125,197 @@ res = st.session_state.get("annotation")
 if not res or res[0] != str(run) or res[1] != path:
     st.stop()
 ann = res[2]
+
+from scapp.annotate import format_probability, query_latent
+from scapp.query_map import map_job
+from scapp.viz import class_colors, class_sizes_bar
+from scapp.viz.query_check import AGREEMENT_COLORS, label_check_heatmap, query_map
+
+# Results and downloads first: nothing below waits for the map, which is computed in its own process.
+st.subheader("Results")
 # The default is the run's own threshold, chosen before training (the annotation starts from it).
 thr = st.slider("Unassigned below confidence", 0.0, 1.0, float(loaded.threshold), 0.01,
                 key=f"annotate-threshold-{run.name}", help=f"This run was trained with {loaded.threshold:.2f}.")
 ann.threshold = thr
 un = ann.unassigned(thr)
-st.metric("Unassigned", f"{un.mean():.1%}", help="Cells whose calibrated top probability is below the threshold")
-
-from scapp.viz import class_colors, class_sizes_bar, embedding_scatter  # noqa: E402
-
-colors = class_colors(loaded.classes)
 summary = ann.summary(thr)
-left, right = st.columns(2)
+labels_now = ann.labels(thr).to_numpy()
+c = st.columns(3)
+c[0].metric("Cells annotated", f"{len(ann.cell_ids):,}")
+c[1].metric("Unassigned", f"{un.mean():.1%}", help="Cells whose calibrated top probability is below the threshold")
+c[2].metric("Cell types found", f"{int((summary['label'] != UNASSIGNED).sum()):,} of {len(loaded.classes):,}")
+
 qname = Path(path).stem
-with left:
-    show_figure(class_sizes_bar(dict(zip(summary["label"], summary["cells"])), colors=colors), key="annotate-counts",
-                name=f"{qname}-scapp-classes", data=summary)
-if ann.embedding is not None and len(ann.embedding) >= 2:
-    from scapp.evaluate.embedding import pca_coords
-
-    coords = pca_coords(ann.embedding) if len(ann.embedding) > 50_000 else None
-    if coords is None:
-        coords = st.session_state.get("annotate-umap")
-        if coords is None or len(coords) != len(ann.embedding):
-            from scapp.evaluate.embedding import umap_coords
-
-            with st.spinner("Computing the map…"):
-                coords = umap_coords(ann.embedding)
-            st.session_state["annotate-umap"] = coords
-    labels_now = ann.labels(thr).to_numpy()
-    with right:
-        show_figure(embedding_scatter(coords, labels_now, colors=colors, kind="categorical"), key="annotate-map",
-                    name=f"{qname}-scapp-map", data=pd.DataFrame({"cell_id": ann.cell_ids, "label": labels_now,
-                                                                 "x": coords[:, 0], "y": coords[:, 1]}))
-
+latent, latent_source = query_latent(ann)
+_held = st.session_state.get("annotate-map-job")
+if not _held or _held[0] is not ann:  # hashing a big latent once per annotation, not on every rerun
+    _held = (ann, map_job(latent), {})
+    st.session_state["annotate-map-job"] = _held
+job = _held[1]
 table = ann.to_table(thr)
-st.dataframe(table.head(200), hide_index=True, use_container_width=True)
-d1, d2 = st.columns(2)
-d1.download_button("Download CSV", table.to_csv(index=False).encode(), file_name=f"{Path(path).stem}-scapp.csv",
-                   mime="text/csv", key="annotate-dl-csv")
 
 
-@st.cache_data(show_spinner=False, max_entries=2)
-def _h5ad_bytes(key: tuple) -> bytes:
+def _csv_bytes() -> bytes:
+    return table.to_csv(index=False).encode()
+
+
+def _h5ad_bytes() -> bytes:
+    """The annotated query, with the UMAP when it has been computed by the time of the click."""
     import tempfile
 
-    out = ann.to_adata(adata)
+    out = ann.to_adata(adata, umap=job.coords() if job.state()[0] == "ready" else None)
     with tempfile.TemporaryDirectory() as tmp:
         f = Path(tmp) / "annotated.h5ad"
         out.write_h5ad(f)
         return f.read_bytes()
 
 
-d2.download_button("Download annotated h5ad", _h5ad_bytes((str(run), path, round(thr, 3))),
-                   file_name=f"{Path(path).stem}-scapp.h5ad", key="annotate-dl-h5ad")
+d1, d2, _ = st.columns([1, 1, 2])
+d1.download_button("Download CSV", _csv_bytes, file_name=f"{qname}-scapp.csv", mime="text/csv",
+                   key="annotate-dl-csv", on_click="ignore", icon=":material/download:", width="stretch",
+                   help="Labels, confidence and every class probability at full precision, one row per cell")
+d2.download_button("Download annotated h5ad", _h5ad_bytes, file_name=f"{qname}-scapp.h5ad", on_click="ignore",
+                   key="annotate-dl-h5ad", icon=":material/download:", width="stretch",
+                   help="The query with obs scapp_label, scapp_confidence, scapp_unassigned (and the map once "
+                        "computed); existing columns are never overwritten")
+
+colors = class_colors(loaded.classes)
+left, right = st.columns([3, 2])
+SHOWN = 2_000  # rows drawn in the browser; the CSV holds every cell
+prob_cols = ["confidence"] + [k for k in table.columns if k.startswith("p_")]
+with left:
+    shown = table.head(SHOWN)
+    names = {"cell_id": st.column_config.TextColumn("Cell", pinned=True), "label": "Predicted type",
+             "confidence": "Confidence", "unassigned": "Unassigned"}
+    names.update({k: f"P({k[2:]})" for k in prob_cols[1:]})  # p_<class> in the CSV: the probability of that class
+    st.dataframe(shown.style.format(format_probability, subset=prob_cols), hide_index=True, height=420,
+                 key="annotate-table", column_config=names)
+    st.caption(("" if len(table) <= SHOWN else f"The first {SHOWN:,} of {len(table):,} cells. ") +
+               "Probabilities are rounded for reading; the CSV keeps them at full precision.")
+with right:
+    show_figure(class_sizes_bar(dict(zip(summary["label"], summary["cells"])), colors=colors), key="annotate-counts",
+                name=f"{qname}-scapp-classes", data=summary)
+
+
+def _as_list(v: object) -> list[str]:
+    """A multiselect cell of the mapping editor as a list (an emptied cell may come back as None or NaN)."""
+    if v is None or isinstance(v, float):
+        return []
+    return [v] if isinstance(v, str) else [str(x) for x in v]
+
+
+# --- the query's own labels, when it has some: does the model agree with them? ---------------------------------
+cands = list(qc.label_candidates)
+chk = None
+if cands:
+    from scapp.evaluate.query_labels import IGNORE, check_labels, default_label_column, suggest_mapping
+
+    st.subheader("Check against the query's own labels")
+    default = default_label_column(cands, loaded.config.get("label"))
+    k1, *m = st.columns([2, 1, 1, 1])
+    col = k1.selectbox("Query column with its own cell types", cands, index=cands.index(default),
+                       key=f"annotate-check-col-{run.name}",
+                       help="Labels the query already carries (e.g. its authors' annotation), to compare the "
+                            "model's predictions with")
+    given_counts = qc.label_candidates[col]
+    suggested = suggest_mapping(list(given_counts), loaded.classes)
+    n_matched = sum(bool(v) for v in suggested.values())
+    with st.expander(f"Matching of names: {n_matched} of {len(suggested)} given labels matched to model classes "
+                     "(edit to change)", expanded=n_matched < len(suggested) - 1):
+        st.caption("Names are matched ignoring case, spaces and punctuation; a broader given label counts as all "
+                   "model classes under it (\"CD4 T\" as \"CD4 T naive\" and \"CD4 T memory\"). Pick the model "
+                   f"classes that count as each given label; leave it empty to {IGNORE[1:-1]} its cells.")
+        edit_in = pd.DataFrame({"given label": list(suggested), "cells": [given_counts[g] for g in suggested],
+                                "counts as model class(es)": [list(v) for v in suggested.values()]})
+        edited = st.data_editor(
+            edit_in, key=f"annotate-map-{run.name}-{col}", hide_index=True, width="stretch",
+            disabled=["given label", "cells"], num_rows="fixed",
+            column_config={"counts as model class(es)": st.column_config.MultiselectColumn(
+                options=list(loaded.classes), help="Empty: these cells are left out of the comparison")})
+    mapping = {str(g): _as_list(v) for g, v in zip(edited["given label"], edited["counts as model class(es)"])}
+    chk = check_labels(labels_now, adata.obs[col], loaded.classes, mapping=mapping, cell_ids=ann.cell_ids,
+                       confidence=ann.confidence, column=col)
+    if not chk.n_compared:
+        st.info("No given label is matched to a model class yet: pick the model classes for some of them above.")
+    else:
+        m[0].metric("Agreement", f"{chk.agreement:.1%}", help="Compared cells whose predicted class counts as their "
+                                                              "given label (Unassigned cells count as not agreeing)")
+        m[1].metric("Among assigned cells", f"{chk.agreement_assigned:.1%}",
+                    help="The same, leaving out the cells the model left Unassigned at this threshold")
+        m[2].metric("Cells compared", f"{chk.n_compared:,}",
+                    help=f"Of the {chk.n_cells:,} query cells: those whose given label is matched to a model class")
+        left_out = chk.n_cells - chk.n_compared
+        st.caption("Unassigned cells count as disagreeing." + (
+            f" Not compared: {left_out:,} cells labelled {', '.join(chk.ignored)} (no model class picked for them "
+            "under *Matching of names*)." if left_out else ""))
+        per = chk.per_label()
+        per["agreement"] = per["agreement"] * 100  # shown as a bar with a percentage
+        per["agree"] = ["–" if pd.isna(v) else f"{int(v):,}" for v in per["agree"]]  # not compared: no count
+        st.dataframe(per, hide_index=True, key="annotate-check-table", column_config={
+            "given label": st.column_config.TextColumn(width=170),
+            "agree": st.column_config.TextColumn(alignment="right"),
+            "counts as": st.column_config.TextColumn(width=220),
+            "agreement": st.column_config.ProgressColumn("agreement", format="%.0f%%", min_value=0, max_value=100,
+                                                         width=105),
+            "cells called so": st.column_config.NumberColumn("cells called so", format="%d")})
+        show_figure(label_check_heatmap(chk.confusion(), chk.agreeing_pairs()), key="annotate-check-cm",
+                    name=f"{qname}-scapp-vs-{col}", data=chk.confusion().reset_index())
+        dis = chk.disagreements()
+        st.markdown(f"**{len(dis):,} cells where the prediction differs from their given label**")
+        st.dataframe(dis.head(SHOWN).style.format(format_probability, subset=["confidence"]), hide_index=True,
+                     height=300, key="annotate-check-dis", column_config={
+                         "cell_id": "Cell", "predicted": "Predicted type", "confidence": "Confidence"})
+        st.download_button("Download the cells that disagree (CSV)", dis.to_csv(index=False).encode(),
+                           file_name=f"{qname}-scapp-vs-{col}-disagree.csv", mime="text/csv",
+                           key="annotate-check-dl", icon=":material/download:")
+
+
+# --- the map: PCA at once, the UMAP from a background process when it is ready ----------------------------------
+@st.fragment(run_every=2)
+def _wait_for_map(job) -> None:
+    """Poll the map process; the page reruns once the UMAP is there (or it failed)."""
+    if job.state()[0] != "running":
+        st.rerun(scope="app")
+    st.info("Computing the UMAP in the background (a minute or less); the PCA map below is shown meanwhile. "
+            "The results and downloads above do not wait for it.", icon=":material/hourglass_top:")
+
+
+st.subheader("Cell map")
+state, map_error = job.state()
+if state == "missing":
+    job.start()
+    state = "running"
+if state == "ready":
+    coords, method = job.coords(), "UMAP"
+else:
+    from scapp.evaluate.embedding import pca_coords
+
+    if "pca" not in _held[2]:
+        _held[2]["pca"] = pca_coords(latent)
+    coords, method = _held[2]["pca"], "PCA"
+    if state == "running":
+        _wait_for_map(job)
+    else:
+        st.warning(map_error, icon=":material/error:")
+        if st.button("Try the UMAP again", key="annotate-map-retry"):
+            job.start()
+            st.rerun()
+hover = pd.DataFrame({"cell": np.asarray(ann.cell_ids), "predicted": labels_now,
+                      "confidence": ann.confidence.to_numpy()})
+data = pd.DataFrame({"cell_id": np.asarray(ann.cell_ids), "label": labels_now})
+by = {"predicted type": (labels_now, colors)}
+if chk is not None and chk.n_compared:
+    given = chk.cells["given"].to_numpy()
+    hover[f"given ({chk.column})"] = given
+    data[f"given ({chk.column})"] = given
+    by[f"given ({chk.column})"] = (given, None)
+    by["agreement with the given labels"] = (chk.cell_status(), AGREEMENT_COLORS)
+    data["agreement"] = chk.cell_status()
+c1, c2 = st.columns([3, 2])
+what = c1.segmented_control("Colour by", list(by), default="predicted type",
+                            key=f"annotate-map-colour-{chk.column if chk is not None else ''}") or "predicted type"
+c2.caption(f"A {method} of {latent_source}.")
+values, cmap = by[what]
+show_figure(query_map(coords, values, colors=cmap, method=method, hover=hover, color_label=what), key="annotate-map",
+            name=f"{qname}-scapp-map", data=data.assign(**{f"{method.lower()}1": coords[:, 0],
+                                                           f"{method.lower()}2": coords[:, 1]}))

@@ -21,8 +21,7 @@ from scapp.data.align import GeneOverlap, align_genes
 from scapp.data.preprocess import Recipe
 from scapp.data.validate import UNASSIGNED, check_counts, empty_cells, get_matrix
 from scapp.errors import RunError
-from scapp.evaluate.calibration import softmax
-from scapp.evaluate.calibration import DEFAULT_THRESHOLD
+from scapp.evaluate.calibration import DEFAULT_THRESHOLD, softmax
 from scapp.models.registry import Explanation, ModelSpec, config_from_dict, get_spec
 
 
@@ -160,11 +159,13 @@ class Annotation:
         lab = self.labels(threshold)
         return lab.value_counts().rename_axis("label").reset_index(name="cells")
 
-    def to_adata(self, adata: ad.AnnData, *, prefix: str = "scapp_", copy: bool = True) -> ad.AnnData:
+    def to_adata(self, adata: ad.AnnData, *, prefix: str = "scapp_", copy: bool = True,
+                 umap: np.ndarray | None = None) -> ad.AnnData:
         """Write labels, confidence, unassigned flag, latent and provenance into AnnData.
 
-        Writes ``obs[prefix+'label'|'confidence'|'unassigned']``, ``obsm['X_scapp_<model>']`` and
-        ``uns['scapp']``. An existing column is never overwritten: a numbered suffix is added.
+        Writes ``obs[prefix+'label'|'confidence'|'unassigned']``, ``obsm['X_scapp_<model>']``,
+        ``obsm['X_umap']`` when the map ``umap`` (cells × 2) is given, and ``uns['scapp']``.
+        An existing column is never overwritten: a numbered suffix is added.
         """
         out = adata.copy() if copy else adata
         if list(out.obs_names.astype(str)) != list(self.cell_ids.astype(str)):
@@ -179,6 +180,11 @@ class Annotation:
             names[key] = col
         if self.embedding is not None:
             out.obsm[_free_name(list(out.obsm.keys()), f"X_scapp_{self.model}")] = self.embedding
+        if umap is not None:
+            if len(umap) != out.n_obs:
+                msg = f"The map has {len(umap)} rows for {out.n_obs} cells."
+                raise ValueError(msg)
+            out.obsm[_free_name(list(out.obsm.keys()), "X_umap")] = np.asarray(umap, dtype=np.float32)
         out.uns[_free_name(list(out.uns.keys()), "scapp")] = {
             "run_id": self.run_id, "model": self.model, "scapp_version": __version__, "threshold": float(self.threshold),
             "classes": list(self.proba.columns), "obs_columns": names,
@@ -190,6 +196,34 @@ class Annotation:
         un = float(self.unassigned().mean()) if len(self.cell_ids) else 0.0
         return (f"Annotation({len(self.cell_ids):,} cells × {self.proba.shape[1]} classes, run {self.run_id}, "
                 f"threshold {self.threshold:.2f}, {un:.1%} unassigned; {self.overlap.summary()})")
+
+
+def format_probability(p: float) -> str:
+    """A probability for people, as a percentage with 3 significant digits: "97.3%", "0.12%".
+
+    Values too small or too close to 1 to mean anything at that precision read "<0.1%" and
+    ">99.9%" (a softmax prints 0.0000000000000002 otherwise). Tables and files keep full precision.
+    """
+    if p is None or not np.isfinite(p):
+        return "–"
+    p = float(p)
+    if p <= 0:
+        return "0%"
+    if p >= 1:
+        return "100%"
+    if p < 0.001:
+        return "<0.1%"
+    if p > 0.999:
+        return ">99.9%"
+    return f"{p * 100:.3g}%"
+
+
+def query_latent(ann: Annotation) -> tuple[np.ndarray, str]:
+    """What a query's map is drawn from: the model's latent space, else its calibrated probabilities
+    (as Explore does for a run without one); with a phrase saying which."""
+    if ann.embedding is not None and len(ann.embedding) == len(ann.cell_ids):
+        return np.asarray(ann.embedding, dtype=np.float32), "the model's latent space"
+    return ann.proba.to_numpy(np.float32), "the predicted class probabilities (this model has no latent space)"
 
 
 def _free_name(existing: Any, name: str) -> str:

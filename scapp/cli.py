@@ -219,6 +219,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
     if res.overlap.missing_important:
         print(f"missing top genes: {', '.join(res.overlap.missing_important[:20])}", file=sys.stderr)
     print(res.summary().to_string(index=False), file=sys.stderr)
+    if a.check_labels:
+        _print_label_check(res, adata, a.check_labels, a.label_map, run.classes)
     from scapp import runs
 
     if a.csv:
@@ -280,6 +282,45 @@ def cmd_markers(a: argparse.Namespace) -> int:
         print(Path(a.out).resolve())
     else:
         print(df.to_csv(index=False), end="")
+    return 0
+
+
+def _print_label_check(res, adata, column: str, map_file: str | None, classes: list[str]) -> None:
+    """Agreement of the predictions with the query's own labels in ``column``, printed to stderr."""
+    import json
+
+    import pandas as pd
+
+    from scapp.errors import InputError
+    from scapp.evaluate.query_labels import check_labels
+
+    if column not in adata.obs.columns:
+        raise InputError(f"--check-labels: the query has no obs column {column!r}; it has: "
+                         f"{', '.join(map(str, adata.obs.columns)) or 'none'}.")
+    mapping = None
+    if map_file:
+        try:
+            mapping = json.loads(Path(map_file).read_text())
+        except (OSError, ValueError) as e:
+            raise InputError(f"--label-map: cannot read {map_file} as JSON ({e}).") from e
+        if not isinstance(mapping, dict):
+            raise InputError("--label-map: give a JSON object {given label: model class, [classes] or \"(ignore)\"}.")
+    try:
+        chk = check_labels(res.labels(), adata.obs[column], classes, mapping=mapping, cell_ids=res.cell_ids,
+                           confidence=res.confidence, column=column)
+    except ValueError as e:
+        raise InputError(f"--label-map: {e}") from e
+    table = chk.per_label().copy()
+    table["agreement"] = table["agreement"].map(lambda v: "" if pd.isna(v) else f"{v:.1%}")
+    print(chk.summary(), file=sys.stderr)
+    print(table.to_string(index=False), file=sys.stderr)
+
+
+def cmd_umap(a: argparse.Namespace) -> int:
+    """UMAP coordinates of a cells × k array: what the Annotate page's map runs in the background."""
+    from scapp.query_map import run_map
+
+    print(run_map(a.latent, a.out))
     return 0
 
 
@@ -366,6 +407,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--min-frac", type=float, default=0.5)
     r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     r.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    r.add_argument("--check-labels", metavar="COL",
+                   help="compare the predictions with the query's own labels in obs column COL (printed to stderr)")
+    r.add_argument("--label-map", metavar="FILE.json",
+                   help="with --check-labels: {given label: model class, [classes] or \"(ignore)\"} for names "
+                        "not matched automatically")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_predict)
 
@@ -402,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("run")
     mp.add_argument("--cells", type=int, default=20_000, help="cells in the sample (default 20,000)")
     mp.set_defaults(func=cmd_map)
+
+    u = sub.add_parser("umap", help="UMAP coordinates (cells × 2, .npy) of a cells × k array (.npy)")
+    u.add_argument("latent")
+    u.add_argument("--out", required=True)
+    u.set_defaults(func=cmd_umap)
 
     d = sub.add_parser("denoise", help="denoise counts with a run whose method denoises (ZiPo); writes a new h5ad")
     d.add_argument("run")
