@@ -26,7 +26,7 @@ def test_demo_train_explore_annotate(page, server, tmp_path):
     pg.screenshot(path=str(SHOTS / "data.png"), full_page=True)
 
     _go(pg, "Model")
-    epochs = pg.get_by_label("Max epochs")
+    epochs = pg.get_by_label("Max epochs", exact=True)
     epochs.fill("2")
     pg.get_by_role("button", name="Save settings").click()
     _settle(pg)
@@ -101,7 +101,7 @@ def test_reload_reattaches_to_a_running_job_and_stop_stops_it(page, server):
     pg.get_by_role("button", name="Load demo dataset").click()
     _settle(pg, 2)
     _go(pg, "Model")
-    pg.get_by_label("Max epochs").fill("400")
+    pg.get_by_label("Max epochs", exact=True).fill("400")
     pg.get_by_role("button", name="Save settings").click()
     _settle(pg)
     _go(pg, "Train")
@@ -132,7 +132,7 @@ def test_hydra_trains_and_shows_its_marker_heatmap(page, server):
     _settle(pg)
     for label, value in (("Max epochs", "3"), ("Ensemble size", "3"), ("Refinement epochs", "2"),
                          ("IG cells per class", "20")):
-        pg.get_by_label(label).fill(value)
+        pg.get_by_label(label, exact=True).fill(value)
     pg.get_by_role("button", name="Save settings").click()
     _settle(pg)
     pg.screenshot(path=str(SHOTS / "model-hydra.png"), full_page=True)
