@@ -200,9 +200,10 @@ def weight_sparsity_penalty(W: torch.Tensor) -> torch.Tensor:
     Each neuron's L1/L2 ratio: unchanged when a neuron's weights are multiplied by any non-zero
     constant (so BatchNorm cannot absorb it), smallest when a neuron reads a single gene.
     """
-    l1 = W.abs().mean(dim=1)
-    l2 = W.pow(2).mean(dim=1).sqrt()
-    return (l1 / l2.clamp_min(1e-30)).mean()
+    # ‖w‖₁ / (√G ‖w‖₂) equals mean|w| / sqrt(mean w²); the fused norms are twice as fast as the means on a CPU
+    l1 = torch.linalg.vector_norm(W, 1, dim=1)
+    l2 = torch.linalg.vector_norm(W, 2, dim=1)
+    return (l1 / l2.clamp_min(1e-30)).mean() / math.sqrt(W.shape[1])
 
 
 class DecayThenPlateau(torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -236,6 +237,28 @@ def _act(name: str) -> nn.Module:
     return nn.Sigmoid() if name == "sigmoid" else nn.ReLU()
 
 
+class ClippedBatchNorm(nn.BatchNorm1d):
+    """BatchNorm whose normalized values are clipped to ``±clip`` at inference (before the affine map).
+
+    Why: a sparse first-layer neuron that reads one rare gene is constant in almost every cell, so its
+    running variance is ~0; at inference the one cell that expresses the gene is divided by ``sqrt(eps)``
+    and lands hundreds of standard deviations out (measured on pbmc4k: 384, and a predicted 20,000 counts
+    of a gene observed once). In training a value can never exceed ``sqrt(B − 1)`` (one cell of a batch of
+    B), so inference clips to that same range. ``clip`` is a buffer, saved with the weights.
+    """
+
+    def __init__(self, num_features: int, clip: float = 8.0) -> None:
+        super().__init__(num_features)
+        self.register_buffer("clip", torch.tensor(float(clip)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or self.running_mean is None:
+            return super().forward(x)
+        xn = (x - self.running_mean) / torch.sqrt(self.running_var + self.eps)
+        xn = xn.clamp(-self.clip, self.clip)
+        return xn * self.weight + self.bias if self.affine else xn
+
+
 class ZiPoNet(nn.Module):
     """Encoder with residual projections into the latent, linear heads, and the library-size MLP."""
 
@@ -245,12 +268,12 @@ class ZiPoNet(nn.Module):
         widths = [*cfg.encoder_widths, cfg.latent]
         dims = [n_genes, *widths]
         self.encoder = nn.ModuleList(nn.Sequential(nn.Linear(dims[i], dims[i + 1]), _act(cfg.activation),
-                                                   nn.BatchNorm1d(dims[i + 1])) for i in range(len(widths)))
+                                                   ClippedBatchNorm(dims[i + 1])) for i in range(len(widths)))
         self.residuals = nn.ModuleList(nn.Linear(w, cfg.latent, bias=False) for w in cfg.encoder_widths) \
             if cfg.residual else nn.ModuleList()
         dec, d = [], cfg.latent
         for w in cfg.decoder_hidden:
-            dec.append(nn.Sequential(nn.Linear(d, w), _act(cfg.activation), nn.BatchNorm1d(w)))
+            dec.append(nn.Sequential(nn.Linear(d, w), _act(cfg.activation), ClippedBatchNorm(w)))
             d = w
         self.decoder = nn.Sequential(*dec)
         self.mu = nn.Linear(d, n_genes)
@@ -259,7 +282,7 @@ class ZiPoNet(nn.Module):
         if cfg.library == "predicted":
             lib, d = [], cfg.latent
             for w in cfg.library_hidden:
-                lib += [nn.Linear(d, w), nn.BatchNorm1d(w), nn.Sigmoid()]
+                lib += [nn.Linear(d, w), ClippedBatchNorm(w), nn.Sigmoid()]
                 d = w
             lib.append(nn.Linear(d, 1))
             self.library = nn.Sequential(*lib)
@@ -388,6 +411,9 @@ class ZiPoModel(ScappModel):
             self._init_from_data(train.X)
         bs = cfg.batch_size or auto_batch_size(len(Xtr))
         self.fit_info["batch_size"] = bs
+        for mod in self.net.modules():
+            if isinstance(mod, ClippedBatchNorm):
+                mod.clip.fill_(math.sqrt(max(min(bs, len(Xtr)) - 1, 1)))
         opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         sched = DecayThenPlateau(opt, decay=cfg.lr_decay, floor=cfg.lr_floor, factor=cfg.plateau_factor,
                                  patience=cfg.plateau_patience, threshold=cfg.plateau_threshold)
@@ -594,7 +620,10 @@ class ZiPoModel(ScappModel):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         net = {k[4:]: torch.as_tensor(v) for k, v in state.items() if k.startswith("net.")}
-        self.net.load_state_dict(net)
+        missing, unexpected = self.net.load_state_dict(net, strict=False)
+        if unexpected or any(not k.endswith(".clip") for k in missing):  # runs of 2026-12-05 had no clip buffers
+            msg = f"ZiPo weights do not fit the network: missing {missing}, unexpected {unexpected}."
+            raise RuntimeError(msg)
         self.net.to(self._device)
         self.net.eval()
         clf = {k[4:]: np.asarray(v) for k, v in state.items() if k.startswith("clf.")}

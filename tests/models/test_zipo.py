@@ -254,3 +254,21 @@ def test_cli_train_without_a_label_embeds_and_denoises_but_does_not_annotate(tmp
     d = ad.read_h5ad(out)
     assert d.shape == q.shape and "scapp_denoised_nonzero" in d.layers  # ZINB is zero-inflated too
     assert np.isfinite(d.layers["scapp_denoised"]).all()
+
+
+def test_batch_norm_clips_a_rare_cell_at_inference_as_in_training():
+    """A first-layer neuron that reads one rare gene has running variance ~0; the one cell expressing it must
+    not land hundreds of standard deviations out at inference (pbmc4k: a predicted 20,000 counts of a gene
+    observed once), but where training could put it: at most sqrt(B - 1) for a batch of B."""
+    from scapp.models.zipo import ClippedBatchNorm
+
+    bn = ClippedBatchNorm(3, clip=np.sqrt(63))
+    with torch.no_grad():
+        bn.running_mean.zero_()
+        bn.running_var.fill_(0.0)
+    bn.eval()
+    out = bn(torch.tensor([[1.0, 0.0, -1.0]]))
+    assert torch.allclose(out, torch.tensor([[np.sqrt(63), 0.0, -np.sqrt(63)]], dtype=torch.float32))
+    bn.train()  # training is plain batch norm
+    x = torch.randn(64, 3)
+    assert torch.allclose(bn(x), torch.nn.functional.batch_norm(x, None, None, bn.weight, bn.bias, True), atol=1e-5)
