@@ -51,14 +51,39 @@ def _cell_map(run_dir: str, n_cells: int, mtime: float) -> dict[str, np.ndarray]
     return runs.RunStore(run_dir).cell_map(n_cells)
 
 
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _pca_map(run_dir: str, n_cells: int, stamp: str) -> dict[str, np.ndarray]:
+    """The same cells' first two principal components (``index``, ``pca``): the map shown while the UMAP runs."""
+    from scapp.evaluate.embedding import map_input, sample_pca
+
+    latent, labels = map_input(runs.RunStore(run_dir))
+    return sample_pca(latent, labels, max_cells=n_cells)
+
+
 @st.fragment(run_every=2)
 def _wait_for_map(run: Path, n_cells: int) -> None:
     """Poll the map job; the whole page reruns once its result is there (or it failed)."""
     state, _ = runs.RunStore(run).cell_map_state(n_cells)
     if state in ("ready", "failed"):
         st.rerun(scope="app")
-    st.info(f"Computing the UMAP of {n_cells:,} cells in the background (once for this run, then kept in it; a "
-            "minute or more on a CPU). The other views can be used meanwhile.", icon=":material/hourglass_top:")
+    st.info(f"UMAP computing for {n_cells:,} cells in the background (once for this run, then kept in it; seconds "
+            "to a minute on a CPU): the PCA below stands in until it replaces it. The other views can be used "
+            "meanwhile.", icon=":material/hourglass_top:")
+
+
+# Table columns as a biologist reads them (tables shown on this page; CSV downloads keep the short names).
+COLUMN_NAMES = {"cell_id": "cell", "true": "true type", "pred": "predicted type", "class": "cell type",
+                "n_ranked": "genes ranked", "rank": "rank in the model's list", "name": "member", "model": "method",
+                "run_id": "run", "valid_macro_f1": "macro F1 (validation)", "test_macro_f1": "macro F1 (test)",
+                "valid_balanced_accuracy": "balanced accuracy (validation)",
+                "test_balanced_accuracy": "balanced accuracy (test)", "fit_seconds": "training s"}
+
+
+def _columns(df: pd.DataFrame, **overrides) -> dict:
+    """``column_config`` naming every column in words (snake_case never reaches the screen)."""
+    cfg: dict = {c: st.column_config.Column(COLUMN_NAMES.get(c, str(c).replace("_", " "))) for c in df.columns}
+    cfg.update(overrides)
+    return cfg
 
 
 def _on_cm_select(run_name: str) -> None:
@@ -70,7 +95,8 @@ def _on_cm_select(run_name: str) -> None:
 store = runs.RunStore(run)
 try:
     status = store.status() or {}
-    t = _tables(str(run), status.get("updated", ""))
+    stamp = str(status.get("updated", ""))
+    t = _tables(str(run), stamp)
 except ScappError as e:
     show_error(e)
     st.stop()
@@ -89,6 +115,84 @@ from scapp.viz import (  # noqa: E402
 )
 
 colors = class_colors(classes)
+
+
+def _map_size(n_all: int) -> int:
+    """Cells on the map: the size last chosen on the Cell map view, else the default sample."""
+    from scapp.evaluate.embedding import DISPLAY_CELLS
+
+    return int(st.session_state.get(f"explore-map-n-{run.name}") or min(DISPLAY_CELLS, n_all))
+
+
+def _draw_map(n_map: int, what: str, *, key: str, height: int = 640, captions: bool = True) -> None:
+    """The run's map of ``n_map`` sampled cells coloured by ``what``, the selected confusion cell's cells
+    highlighted: the stored UMAP, or, while it is computed in the background (or if it failed), the PCA of the same
+    cells at once, labelled as such."""
+    pred = t["pred"]
+    n_all = len(pred)
+    map_state, map_error = store.cell_map_state(n_map)
+    if map_state == "missing":
+        from scapp.train.job import start_cell_map
+
+        start_cell_map(run, n_map)
+        map_state = "running"
+    if map_state == "ready":
+        try:
+            cmap = _cell_map(str(run), n_map, store.cell_map_path(n_map).stat().st_mtime)
+        except ScappError as e:
+            show_error(e)
+            return
+        idx, coords, method, note = cmap["index"], cmap["umap"], "UMAP", ""
+    else:
+        if map_state == "failed":
+            st.error(map_error, icon=":material/error:")
+            if st.button("Try again", key=f"{key}-retry" if key != "explore-umap" else "explore-map-retry"):
+                store.clear_cell_map_error(n_map)
+                st.rerun()
+            note = " (the UMAP failed)"
+        else:
+            _wait_for_map(run, n_map)
+            note = " — UMAP computing…"
+        pca = _pca_map(str(run), n_map, stamp)
+        idx, coords, method = pca["index"], pca["pca"], "PCA"
+    sub = pred.iloc[idx].reset_index(drop=True)
+    sampled = len(idx) < n_all
+    selected = st.session_state.get("explore-selected") or []
+    hl = sub["cell_id"].isin(selected).to_numpy() if selected else None
+    hover = sub[["cell_id", "true", "pred"]].rename(columns={"cell_id": "cell", "true": "true type",
+                                                             "pred": "predicted"})
+    strat = sub["true"].to_numpy()
+    space = "latent space" if store.has_embedding else "class probabilities"
+    title = (f"{method}{note} · cells coloured by {what}" + (f" · {len(idx):,} of {n_all:,} cells" if sampled else "")
+             if method == "UMAP" else f"PCA of the {space}{note} · coloured by {what}")
+    axes = ("UMAP 1", "UMAP 2") if method == "UMAP" else ("PC 1", "PC 2")
+    common = dict(stratify=strat, highlight=hl, hover=hover, title=title, axis_labels=axes, height=height)
+    if what in ("truth", "prediction"):
+        fig = embedding_scatter(coords, sub["true" if what == "truth" else "pred"], colors=colors,
+                                kind="categorical", **common)
+    elif what == "confidence":
+        fig = embedding_scatter(coords, sub["confidence"].to_numpy(), kind="continuous", color_label="confidence",
+                                **common)
+    else:
+        ok = np.where(sub["true"] == sub["pred"], "correct", "wrong")
+        fig = embedding_scatter(coords, ok, colors={"correct": "#9aa5b1", "wrong": "#d6336c"}, kind="categorical",
+                                **common)
+    if captions and sampled:
+        st.caption(f"Showing **{len(idx):,} of {n_all:,} cells**, sampled per class so that every type keeps "
+                   "cells on the map; the map is computed on these cells.")
+    if selected:
+        shown = int(hl.sum())
+        pair = st.session_state.get("explore-pair") or ("", "?", "?")
+        st.caption(f"Highlighted: **{shown:,}** of the {len(selected):,} test cells of type *{pair[1]}* predicted "
+                   f"as *{pair[2]}*" + (f"; {len(selected) - shown:,} of them are not in the displayed sample."
+                                        if shown < len(selected) else "."))
+        if captions and st.button("Clear the highlight", key=f"{key}-clear-hl", type="tertiary"):
+            st.session_state.pop("explore-selected", None)
+            st.session_state["explore-pair"] = None
+            st.rerun()
+    show_figure(fig, key=key, name=f"{run.name}-{method.lower()}-{what}",
+                data=sub[["cell_id", "true", "pred", "confidence"]].assign(
+                    **{f"{method.lower()}1": coords[:, 0], f"{method.lower()}2": coords[:, 1]}))
 if caps.classifies:
     c = st.columns(5)
     c[0].metric("Macro F1 (test)", f"{test['macro_f1']:.3f}")
@@ -119,19 +223,28 @@ st.session_state["explore-view-last"] = view  # the widget's own state is droppe
 if view == "Per class":
     show_figure(class_f1_bars(t["per_class"], colors=colors), key="explore-f1", name=f"{run.name}-per-class",
                 data=t["per_class"])
-    st.markdown("**Confusion matrix** (rows: true type, normalized; numbers are cells). Select a cell of the "
-                "matrix to list those cells.")
-    show_figure(confusion_heatmap(t["confusion"]), key="explore-cm", name=f"{run.name}-confusion",
-                data=t["confusion"].reset_index(), on_select=partial(_on_cm_select, run.name))
     pair = st.session_state.get("explore-pair")
-    if pair and pair[0] == run.name:
+    pair = pair if pair and pair[0] == run.name else None
+    st.markdown("**Confusion matrix** (rows: true type, normalized; numbers are cells). **Click a cell** of the "
+                "matrix to list those cells and see where they lie on the cell map.")
+    show_figure(confusion_heatmap(t["confusion"], selected=(pair[1], pair[2]) if pair else None), key="explore-cm",
+                name=f"{run.name}-confusion", data=t["confusion"].reset_index(),
+                on_select=partial(_on_cm_select, run.name))
+    if pair:
         _, true_c, pred_c = pair
         pred = t["pred"]
         sel = pred[(pred["split"] == "test") & (pred["true"] == true_c) & (pred["pred"] == pred_c)]
         st.session_state["explore-selected"] = sel["cell_id"].tolist()
-        st.markdown(f"**{len(sel):,} test cells** of type *{true_c}* predicted as *{pred_c}* (highlighted on the "
-                    "**Cell map** view)")
-        st.dataframe(sel[["cell_id", "true", "pred", "confidence"]], hide_index=True, use_container_width=True)
+        st.markdown(f"**{len(sel):,} test cells** of type *{true_c}* predicted as *{pred_c}* "
+                    f"({'correct' if true_c == pred_c else 'misclassified'}), highlighted on the map below and on "
+                    "the **Cell map** view.")
+        shown = sel[["cell_id", "true", "pred", "confidence"]]
+        st.dataframe(shown, hide_index=True, use_container_width=True, height=min(36 + 35 * len(sel), 280),
+                     key="explore-cm-cells",
+                     column_config=_columns(shown, confidence=st.column_config.NumberColumn("confidence",
+                                                                                           format="%.2f")))
+        if len(sel):
+            _draw_map(_map_size(len(pred)), "truth", key="explore-cm-map", height=520, captions=False)
     else:
         st.session_state.pop("explore-selected", None)
     if len(t["history"]):
@@ -142,79 +255,26 @@ if view == "Training" and len(t["history"]):
     show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training", data=t["history"])
 
 if view == "Cell map":
-    pred = t["pred"]
-    n_all = len(pred)
+    n_all = len(t["pred"])
+    n_map = _map_size(n_all)
     from scapp.evaluate.embedding import DISPLAY_CELLS
 
-    n_map = min(DISPLAY_CELLS, n_all)
-    sizes = sorted({k for k in MAP_SIZES if k < n_all} | {n_map} | ({n_all} if n_all <= MAP_SIZES[-1] else set()))
+    default_n = min(DISPLAY_CELLS, n_all)
+    sizes = sorted({k for k in MAP_SIZES if k < n_all} | {default_n} | ({n_all} if n_all <= MAP_SIZES[-1] else set()))
     c1, c2 = st.columns([3, 2])
     what = c1.radio("Colour by", ["truth", "prediction", "confidence", "correct"], horizontal=True,
                     key="explore-color", index=["truth", "prediction", "confidence", "correct"].index(
                         st.session_state.get("explore-color-last", "truth")))
     st.session_state["explore-color-last"] = what
     if len(sizes) > 1:
-        n_map = c2.select_slider("Cells on the map", sizes, value=n_map, key=f"explore-map-n-{run.name}",
+        n_map = c2.select_slider("Cells on the map", sizes, value=n_map if n_map in sizes else default_n,
+                                 key=f"explore-map-n-{run.name}",
                                  format_func=lambda k: f"{k:,}" + (" (all)" if k == n_all else ""),
                                  help="The UMAP is computed once for these cells (a class-stratified sample) and "
                                       "kept in the run; more cells take minutes to compute the first time.")
     if not store.has_embedding:
-        st.caption("This model has no latent space: the map is a UMAP of its predicted class probabilities.")
-    map_state, map_error = store.cell_map_state(n_map)
-    if map_state == "missing":
-        from scapp.train.job import start_cell_map
-
-        start_cell_map(run, n_map)
-        map_state = "running"
-    if map_state == "failed":
-        st.error(map_error, icon=":material/error:")
-        if st.button("Try again", key="explore-map-retry"):
-            store.clear_cell_map_error(n_map)
-            st.rerun()
-    elif map_state == "running":
-        _wait_for_map(run, n_map)
-    else:
-        try:
-            cmap = _cell_map(str(run), n_map, store.cell_map_path(n_map).stat().st_mtime)
-        except ScappError as e:
-            show_error(e)
-            st.stop()
-        idx, coords = cmap["index"], cmap["umap"]
-        sub = pred.iloc[idx].reset_index(drop=True)
-        sampled = len(idx) < n_all
-        selected = st.session_state.get("explore-selected") or []
-        hl = sub["cell_id"].isin(selected).to_numpy() if selected else None
-        hover = sub[["cell_id", "true", "pred"]]
-        strat = sub["true"].to_numpy()
-        title = f"Cells coloured by {what}" + (f" · {len(idx):,} of {n_all:,} cells" if sampled else "")
-        if what in ("truth", "prediction"):
-            fig = embedding_scatter(coords, sub["true" if what == "truth" else "pred"], colors=colors,
-                                    kind="categorical", stratify=strat, highlight=hl, hover=hover, title=title,
-                                    axis_labels=("UMAP 1", "UMAP 2"))
-        elif what == "confidence":
-            fig = embedding_scatter(coords, sub["confidence"].to_numpy(), kind="continuous", stratify=strat,
-                                    highlight=hl, hover=hover, color_label="confidence", title=title,
-                                    axis_labels=("UMAP 1", "UMAP 2"))
-        else:
-            ok = np.where(sub["true"] == sub["pred"], "correct", "wrong")
-            fig = embedding_scatter(coords, ok, colors={"correct": "#9aa5b1", "wrong": "#d6336c"},
-                                    kind="categorical", stratify=strat, highlight=hl, hover=hover, title=title,
-                                    axis_labels=("UMAP 1", "UMAP 2"))
-        if sampled:
-            st.caption(f"Showing **{len(idx):,} of {n_all:,} cells**, sampled per class so that every type keeps "
-                       "cells on the map; the UMAP is computed on these cells.")
-        if selected:
-            shown = int(hl.sum())
-            pair = st.session_state.get("explore-pair") or ("", "?", "?")
-            st.caption(f"Highlighted: **{shown:,}** of the {len(selected):,} test cells of type *{pair[1]}* predicted "
-                       f"as *{pair[2]}*" + (f"; {len(selected) - shown:,} of them are not in the displayed sample."
-                                            if shown < len(selected) else "."))
-            if st.button("Clear the highlight", key="explore-clear-hl", type="tertiary"):
-                st.session_state.pop("explore-selected", None)
-                st.session_state["explore-pair"] = None
-                st.rerun()
-        show_figure(fig, key="explore-umap", name=f"{run.name}-umap-{what}",
-                    data=sub[["cell_id", "true", "pred", "confidence"]].assign(umap1=coords[:, 0], umap2=coords[:, 1]))
+        st.caption("This model has no latent space: the map is drawn from its predicted class probabilities.")
+    _draw_map(n_map, what, key="explore-umap")
 
 if view == "Calibration":
     cal = m["calibration"]
@@ -276,7 +336,8 @@ def _markers(store: runs.RunStore, classes: list[str], class_scores: np.ndarray,
         show_figure(marker_overlap_bars(ov), key="explore-overlap", name=f"{store.id}-marker-overlap", data=ov)
         nov = novel_genes(model_full, ref, top=20, reference_top=200)
         with st.expander(f"Novel genes: in a class's model top 20 but not in its Wilcoxon top 200 ({len(nov)})"):
-            st.dataframe(nov, hide_index=True, use_container_width=True)
+            st.dataframe(nov, hide_index=True, use_container_width=True,
+                         column_config=_columns(nov, rank=st.column_config.NumberColumn("rank in the model's list")))
     else:
         st.info("Wilcoxon reference markers are not available for this run (trained before scapp saved them).")
     text = st.text_area("Your marker list: one cell type per line, e.g. `B: CD79A, MS4A1`", key="explore-user-markers",
@@ -293,15 +354,70 @@ def _markers(store: runs.RunStore, classes: list[str], class_scores: np.ndarray,
             missing = ranks[ranks["class_known"] & ranks["rank"].isna()]["gene"].tolist()
             if missing:
                 st.warning(f"Not among the model's features: {', '.join(missing)}.")
-            st.dataframe(ranks.assign(rank=ranks["rank"].astype("Int64")), hide_index=True, use_container_width=True,
-                         column_config={"rank": st.column_config.NumberColumn("rank in the model's list"),
-                                        "n_ranked": st.column_config.NumberColumn("genes ranked")})
+            shown = ranks.drop(columns="class_known").assign(rank=ranks["rank"].astype("Int64"))
+            st.dataframe(shown, hide_index=True, use_container_width=True,
+                         column_config=_columns(shown, rank=st.column_config.NumberColumn("rank in the model's list"),
+                                                n_ranked=st.column_config.NumberColumn("genes ranked")))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _explained_cells(run_dir: str, stamp: str) -> tuple[pd.DataFrame, object]:
+    """The explained cells' id, true and predicted type, and their expression (or why it is not available)."""
+    from scapp.explain.cells import explained_cells_expression
+
+    r = runs.RunStore(run_dir)
+    rows = r.explain()["cell_index"]
+    cells = r.predictions(columns=["cell_id", "true", "pred", "confidence"]).iloc[rows].reset_index(drop=True)
+    try:
+        expr = explained_cells_expression(r)
+    except ScappError as e:
+        expr = str(e)
+    return cells, expr
+
+
+def _cell_view(estore: runs.RunStore, ex: dict, classes: list[str], features: list[str], kind) -> None:
+    """One sampled cell's explanation: only the genes it scores, beside its expression of them."""
+    from scapp.viz import cell_explain_bar
+
+    st.markdown("**One cell at a time**")
+    c1, c2 = st.columns([2, 1])
+    cls = c1.selectbox("Cell type", classes, key="explore-cell-class")
+    rows = np.flatnonzero(ex["cell_class"] == classes.index(cls))
+    if not len(rows):
+        st.info(f"No {cls} cell among the explained sample.")
+        return
+    pick = c2.number_input(f"Cell (1–{len(rows)} of the sampled {cls} cells)", 1, len(rows), 1, key="explore-cell")
+    r = int(rows[int(pick) - 1])
+    mask = ex["cell_masks"][r]
+    cells, expr = _explained_cells(str(estore.path), str((estore.status() or {}).get("updated", "")))
+    expression = None
+    cell = cells.iloc[r] if r < len(cells) else None
+    if isinstance(expr, str):
+        st.caption(f"The cell's expression is not shown: {expr}")
+    elif len(expr[1]) == len(features):
+        expression = expr[0][r].toarray().ravel()
+    if cell is not None:
+        conf = f", confidence {cell['confidence']:.2f}" if pd.notna(cell.get("confidence")) else ""
+        st.caption(f"Cell **{cell['cell_id']}** · true type *{cell['true']}* · predicted *{cell['pred']}*{conf}")
+    nz = np.flatnonzero(mask != 0)
+    if expression is not None and len(nz):
+        on = int((expression[nz] > 0).sum())
+        st.caption(f"It scores **{len(nz)}** of {len(features):,} genes; **{on}** of them are expressed in this "
+                   "cell.")
+    st.caption(kind.cell_note)
+    show_figure(cell_explain_bar(features, mask, expression=expression, value_label=kind.cell_value,
+                                 title=kind.cell_title),
+                key="explore-cellbar", name=f"{estore.id}-cell-explain",
+                data=pd.DataFrame({"gene": features, "score": mask,
+                                   **({"expression": expression} if expression is not None else {})})
+                .loc[lambda d: d["score"] != 0])
 
 
 def _explanations(estore: runs.RunStore, heading: str, classes: list[str], genes: list[str], test: dict,
-                  per_class: pd.DataFrame) -> None:
+                  per_class: pd.DataFrame, explain_kind: str | None) -> None:
     """The explanation views of one run (this run, or a member of an ensemble)."""
-    from scapp.viz import cell_explain_bar, class_gene_heatmap, gene_importance_bar
+    from scapp.explain.kinds import describe
+    from scapp.viz import class_gene_heatmap, gene_importance_bar
 
     try:
         ex = estore.explain()
@@ -309,14 +425,18 @@ def _explanations(estore: runs.RunStore, heading: str, classes: list[str], genes
     except ScappError as e:
         show_error(e)
         st.stop()
+    kind = describe(explain_kind)
     features = genes if len(genes) == ex["class_scores"].shape[-1] else gi["gene"].tolist()
     signed = bool((ex["class_scores"] < 0).any())  # logreg weights, Hydra's IG × sign(LFC)
     st.markdown(heading)
+    if kind.meaning:
+        st.markdown(kind.meaning)
     top = st.slider("Top genes", 10, 100, 40, 5, key="explore-topgenes")
     # Genes are ranked by class_scores; a method may give the heatmap a colour scale of its own (SIMS: each gene
     # divided by its maximum over classes, so a gene's colour shows which class uses it most).
     shown = ex.get("display_scores", ex["class_scores"])
-    show_figure(class_gene_heatmap(shown, classes, features, top=top, signed=signed, rank_by=ex["class_scores"]),
+    show_figure(class_gene_heatmap(shown, classes, features, top=top, signed=signed, rank_by=ex["class_scores"],
+                                   title=kind.class_title, value_label=kind.class_value),
                 key="explore-heat", name=f"{estore.id}-class-genes",
                 data=pd.DataFrame(ex["class_scores"].T, index=pd.Index(features, name="gene"), columns=classes)
                 .reset_index())
@@ -325,13 +445,7 @@ def _explanations(estore: runs.RunStore, heading: str, classes: list[str], genes
     show_figure(gene_importance_bar(gi["gene"].tolist(), gi["importance"].to_numpy()), key="explore-gi",
                 name=f"{estore.id}-gene-importance", data=gi)
     if "cell_masks" in ex and len(ex["cell_masks"]):
-        cls = st.selectbox("Cell type", classes, key="explore-cell-class")
-        rows = np.flatnonzero(ex["cell_class"] == classes.index(cls))
-        if len(rows):
-            pick = st.number_input("Cell (of the sampled cells of this type)", 0, len(rows) - 1, 0, key="explore-cell")
-            mask = ex["cell_masks"][rows[pick]]
-            show_figure(cell_explain_bar(features, mask), key="explore-cellbar", name=f"{estore.id}-cell-explain",
-                        data=pd.DataFrame({"gene": features, "score": mask}))
+        _cell_view(estore, ex, classes, features, kind)
     st.download_button("Marker table (CSV)", lambda: estore.markers().to_csv(index=False),
                        file_name=f"{estore.id}-markers.csv", mime="text/csv", key="explore-dl-markers",
                        on_click="ignore")
@@ -354,10 +468,10 @@ if view == "Members":
                                                     "test_macro_f1": test.get("macro_f1")}),
                 key="explore-members", name=f"{run.name}-members", data=mt)
     st.dataframe(mt, hide_index=True, width="stretch",
-                 column_config={"weight": st.column_config.NumberColumn(format="percent"),
-                                **{c: st.column_config.NumberColumn(format="%.3f") for c in mt.columns
-                                   if c.endswith(("_f1", "_accuracy"))},
-                                "fit_seconds": st.column_config.NumberColumn("training s", format="%.0f")})
+                 column_config=_columns(mt, weight=st.column_config.NumberColumn("weight", format="percent"),
+                                        **{c: st.column_config.NumberColumn(COLUMN_NAMES.get(c, c), format="%.3f")
+                                           for c in mt.columns if c.endswith(("_f1", "_accuracy"))},
+                                        fit_seconds=st.column_config.NumberColumn("training s", format="%.0f")))
 
 if view == "Explanations":
     if caps.combines:  # an ensemble explains through its members
@@ -373,8 +487,9 @@ if view == "Explanations":
             mstore = store.existing_member(pick.run_id)
             mspec = get_spec(pick.model)
             _explanations(mstore, mspec.explain_heading, mstore.classes(), mstore.genes(),
-                          (mstore.metrics() or {}).get("test") or {}, mstore.per_class())
+                          (mstore.metrics() or {}).get("test") or {}, mstore.per_class(),
+                          mspec.capabilities.explain_kind)
         except ScappError as e:
             show_error(e)
     else:
-        _explanations(store, spec.explain_heading, classes, t["genes"], test, t["per_class"])
+        _explanations(store, spec.explain_heading, classes, t["genes"], test, t["per_class"], caps.explain_kind)

@@ -6,7 +6,8 @@ import streamlit as st
 
 from pages._ui import device_label, load_current
 from scapp.models import REGISTRY, get_spec
-from scapp.models.presets import OPTION_HELP, OPTION_LABELS, estimate_seconds, option_defaults
+from scapp.models.presets import OPTION_HELP, OPTION_LABELS, option_defaults
+from scapp.train.timing import about, effective_genes, estimate_seconds
 
 st.title("Model")
 loaded = None
@@ -39,8 +40,9 @@ model = st.session_state.setdefault("model", "sims")
 spec = get_spec(model)
 st.subheader(f"Settings for {spec.title}")
 gpu = device_label().startswith("GPU")
-labels = {p: f"{p} (~{estimate_seconds(model, p, n_cells, gpu=gpu) / 60:.1f} min on {n_cells:,} cells)"
-          for p in spec.presets}
+n_genes = effective_genes(loaded[0].X) if loaded else None  # the genes a run's cost scales with
+labels = {p: f"{p} ({about(estimate_seconds(model, p, n_cells, n_genes, gpu=gpu))} on {n_cells:,} cells)"
+          for p in spec.presets}  # measured on this machine, then learned from its past runs (scapp.train.timing)
 names = list(spec.presets)
 if st.session_state.get("preset") not in names:
     st.session_state["preset"] = "default" if "default" in names else names[0]

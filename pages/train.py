@@ -13,6 +13,7 @@ from scapp.errors import ScappError
 from scapp.models.presets import presets
 from scapp.train.engine import TrainRequest
 from scapp.train.job import check_request, escalate_stop, start_job, stop_job
+from scapp.train.progress import options_line, progress_text, timing_note
 
 st.title("Train")
 path, label = st.session_state.get("dataset_path"), st.session_state.get("label")
@@ -25,8 +26,9 @@ opts = {**presets(model).get(preset, {}), **saved}
 if not path or not label:
     st.info("Choose a dataset and its label column on the **Data** page first.")
 else:
-    st.markdown(f"**{model}** ({preset}) on **{Path(path).name}**, labels `{label}`"
-                + (f", options `{opts}`" if opts else ""))
+    st.markdown(f"**{model}** ({preset}) on **{Path(path).name}**, labels `{label}`")
+    if opts:
+        st.caption(options_line(opts))
     if st.button("Start training", type="primary", key="train-start"):
         try:
             req = TrainRequest(data=path, label=label, model=model, model_config=opts,
@@ -58,14 +60,11 @@ def progress(run: Path) -> None:
     escalate_stop(run)
     st.markdown(f"### Run `{run.name}` — {state}")
     frac = float(st_.get("progress") or 0.0)
-    eta = st_.get("eta_s")
-    text = f"{st_.get('phase', '')} · epoch {st_.get('epoch', 0)}/{st_.get('max_epochs', '?')}"
-    eta_max = st_.get("eta_max_s")
-    if eta and state == "running":
-        # eta_s: if early stopping ends this phase as soon as it can; eta_max_s: if it runs every epoch
-        text += (f" · about {eta / 60:.1f}–{eta_max / 60:.1f} min left in this phase" if eta_max and eta_max > eta
-                 else f" · about {eta / 60:.1f} min left in this phase")
-    st.progress(min(max(frac, 0.0), 1.0), text=text)
+    # the phase and its count ("refining 25 models: epoch 12/30") and the time left as a range, all from status.json
+    st.progress(min(max(frac, 0.0), 1.0), text=progress_text(st_) if state in ("running", "queued") else None)
+    note = timing_note(st_)
+    if note:
+        st.caption(note)
     if state in ("running", "queued"):
         if st.button("Stop", key="train-stop"):
             st.toast(stop_job(run))
@@ -94,10 +93,13 @@ def progress(run: Path) -> None:
                     key="train-members", name=f"{run.name}-members", data=mt)
     if state in ("finished", "failed", "cancelled"):
         st.session_state["train-last-state"] = state
+    # read now, not when the page loaded: other jobs, never this one (it is shown above)
+    others = runs.list_runs(runs_root())
+    waiting = others[(others["state"] == "queued") & (others["run_id"] != run.name)] if len(others) else others
+    if len(waiting):
+        n = len(waiting)
+        st.caption(f"{n} other job{'s' if n > 1 else ''} waiting in the queue: " + ", ".join(waiting["run_id"]))
 
 
 if active and (runs_root() / active).is_dir():
     progress(runs_root() / active)
-    queued = table[table["state"] == "queued"] if len(table) else table
-    if len(queued):
-        st.caption(f"{len(queued)} job(s) waiting in the queue: " + ", ".join(queued["run_id"]))

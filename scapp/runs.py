@@ -54,6 +54,7 @@ LAYOUT: dict[str, str] = {
     "status": "status.json",
     "epochs": "metrics.jsonl",  # one line per epoch while training
     "log": "train.log",
+    "timing": "timing.json",  # seconds per phase of a finished training, for time estimates (issue 11)
     "stop": "STOP",  # present: the user asked the job to stop
     # what a query needs to be annotated
     "genes": "genes.txt",
@@ -472,6 +473,14 @@ class RunStore:
         except FileNotFoundError:
             return None
 
+    def write_timing(self, record: dict[str, Any]) -> None:
+        """How long the training took, per phase, on which machine (``scapp.train.timing.timing_record``)."""
+        write_json(self._p("timing"), record)
+
+    def timing(self) -> dict[str, Any] | None:
+        """None for runs trained before timings were kept, and for unfinished or stopped runs."""
+        return self._read_json("timing", missing_ok=True)
+
     # -- results -------------------------------------------------------------------------------
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json(self._p("metrics"), metrics)
@@ -761,6 +770,26 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                          # a run retrained on the genes a query shares with another run: that run's id
                          "parent": Path(cfg["parent"]).name if cfg.get("parent") else None, "path": str(p)})
     return pd.DataFrame(rows)
+
+
+def timing_records(root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
+    """The timing records (``RunStore.write_timing``) of every run in the runs root, ensemble members included,
+    oldest first: what time estimates learn this machine's speed from (``scapp.train.timing``)."""
+    root = Path(root or runs_root())
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            if not p.is_dir():
+                continue
+            store = RunStore(p)
+            for s in (store, *store.members()):
+                try:
+                    rec = s.timing()
+                except RunError:
+                    continue
+                if rec:
+                    out.append(rec)
+    return sorted(out, key=lambda r: r.get("time") or 0)
 
 
 def delete_run(run: str | os.PathLike) -> None:

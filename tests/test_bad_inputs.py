@@ -326,8 +326,8 @@ def test_train_drop_empty_cells_works(small, tmp_path, runs_dir, capsys):
 
 def test_train_model_not_available(small, tmp_path, runs_dir, capsys):
     data = write(small, tmp_path / "cells.h5ad")
-    rc, out, err = cli(capsys, "train", data, "--label", "cell_type", "--model", "zipo", "--epochs", "1")
-    error_line(rc, err, "'zipo'", "not available", "logreg")
+    rc, out, err = cli(capsys, "train", data, "--label", "cell_type", "--model", "ssl", "--epochs", "1")
+    error_line(rc, err, "'ssl'", "not available", "logreg")
     assert out == ""
     assert runs_in(runs_dir) == []
 

@@ -116,6 +116,10 @@ class HydraConfig:
     dynamic_sampling: bool = True
     balance: bool = True
     """False: refinement and annotation sets are the natural training cells (ablation)."""
+    logvar_limit: float | None = 10.0
+    """log σ² of the encoder is bounded smoothly to ±this, ``L · tanh(log σ² / L)`` (None: unbounded, as the
+    reference). Unbounded, one Adam step at lr 0.02 could push log σ² of a few cells to 14–20, and the KL's
+    ``exp(log σ²)`` turned that batch's loss into 3–500× the others (bench/hydra_loss_terms.py, issue 11)."""
     refine_epochs: int = 30
     refine_lr: float = 0.02
     ig_steps: int = 50
@@ -215,9 +219,10 @@ class StackedVAE(nn.Module):
     """
 
     def __init__(self, M: int, H: int, modalities: list[tuple[str, int, int]], latent: int, n_classes: int,
-                 dropout: float) -> None:
+                 dropout: float, logvar_limit: float | None = None) -> None:
         super().__init__()
         self.M, self.H, self.latent, self.n_classes = M, H, latent, n_classes
+        self.logvar_limit = logvar_limit
         self.modalities = [(str(n), int(f), int(h)) for n, f, h in modalities]
         self.n_features = sum(f for _, f, _ in self.modalities)
         h_tot = sum(h for _, _, h in self.modalities)
@@ -241,7 +246,10 @@ class StackedVAE(nn.Module):
         """``(M, B, F)`` → μ, log σ² each ``(M, B, latent)``."""
         hs = [blk(x[..., sl]) for blk, sl in zip(self.enc, self.slices())]
         h = hs[0] if len(hs) == 1 else torch.cat(hs, -1)
-        return self.mu(h), self.logvar(h)
+        logvar = self.logvar(h)
+        if self.logvar_limit is not None:
+            logvar = self.logvar_limit * torch.tanh(logvar / self.logvar_limit)  # smooth: gradients stay
+        return self.mu(h), logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         outs = [d(z) for d in self.dec]
@@ -277,7 +285,8 @@ class StackedVAE(nn.Module):
         if self.M != 1 or M > self.H:
             msg = "copies() expects a single model with at least M heads."
             raise ValueError(msg)
-        new = StackedVAE(M, 1, self.modalities, self.latent, self.n_classes, dropout=self._dropout())
+        new = StackedVAE(M, 1, self.modalities, self.latent, self.n_classes, dropout=self._dropout(),
+                         logvar_limit=self.logvar_limit)
         src = self.state_dict()
         state = {}
         for k, v in src.items():
@@ -389,7 +398,8 @@ class HydraModel(ScappModel):
 
     def _new_vae(self, M: int, H: int) -> StackedVAE:
         mods = [(n, f, self._hidden(n)) for n, f in self.modalities]
-        return StackedVAE(M, H, mods, self.config.latent, self.n_classes, self.config.dropout).to(self._device)
+        return StackedVAE(M, H, mods, self.config.latent, self.n_classes, self.config.dropout,
+                          logvar_limit=self.config.logvar_limit).to(self._device)
 
     def _set_modalities(self, extra: dict[str, Any]) -> None:
         mods = extra.get("modalities")
@@ -454,7 +464,7 @@ class HydraModel(ScappModel):
             return self._finish_early(trainer, "after the VAE")
 
         t0 = time.monotonic()
-        trainer.event("balancing", 0.52)
+        trainer.event(f"generating {cfg.n_models} balanced sets", 0.52, key="balance")
         pool, sets_idx, sets_y, info = self.balanced_sets(self.net, Xtr, ytr_np, cfg.n_models, gen)
         t["balance_s"] = time.monotonic() - t0
         self.fit_info["balanced_sets"] = info
@@ -478,7 +488,8 @@ class HydraModel(ScappModel):
 
         t0 = time.monotonic()
         self.selected = self.select_features(self.ig_scores, present=np.bincount(ytr_np, minlength=self.n_classes) > 0)
-        trainer.event("annotation ensemble", 0.95, n_selected=int(self.selected.size))
+        trainer.event(f"generating {cfg.n_models} balanced sets for the annotation MLPs", 0.95, key="mlp",
+                      n_selected=int(self.selected.size))
         pool, sets_idx, sets_y, _ = self.balanced_sets(refined, Xtr, ytr_np, cfg.n_models, gen)
         del refined
         self._train_mlps(pool, sets_idx, sets_y, trainer, gen)
@@ -540,7 +551,7 @@ class HydraModel(ScappModel):
                     "sampling_exponent": (epoch - 1) / max(cfg.max_epochs - 1, 1) if cfg.dynamic_sampling else None}
 
         trainer.run(Phase(
-            name="vae", module=self.net, optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), step=step,
+            name="training the VAE", module=self.net, optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), step=step,
             max_epochs=cfg.max_epochs,
             batches=(lambda e: self.sampled_batches(ytr_np, e, gen)) if cfg.dynamic_sampling else None,
             n_items=len(ytr_np), batch_size=cfg.batch_size, generator=gen, device=dev,
@@ -649,7 +660,7 @@ class HydraModel(ScappModel):
             return StepOutput(loss.sum(), idx.shape[1], value=loss.detach().mean())
 
         trainer.run(Phase(
-            name="refinement", key="refine", module=net, optimizer=torch.optim.Adam(net.parameters(), lr=cfg.refine_lr),
+            name=f"refining {M} models", key="refine", module=net, optimizer=torch.optim.Adam(net.parameters(), lr=cfg.refine_lr),
             step=step, max_epochs=cfg.refine_epochs, batches=lambda e: self._ensemble_batches(M, Nb, cfg.batch_size, gen),
             span=(0.55, 0.8), epoch_fields=lambda e: {"models": M},
         ))
@@ -685,7 +696,8 @@ class HydraModel(ScappModel):
         checked = 0
         chunk = max(1, cfg.memory_budget // max(M * Fdim, 1))
         col_sum = self._column_sums(Xd)
-        classes = trainer.iterate("integrated gradients", range(C), span=(0.8, 0.95)) if trainer else range(C)
+        classes = (trainer.iterate("Integrated Gradients", range(C), span=(0.8, 0.95), unit="class", key="ig")
+                   if trainer else range(C))
         for c in classes:
             members = np.flatnonzero(by == c)
             if members.size == 0:
@@ -755,7 +767,7 @@ class HydraModel(ScappModel):
             return StepOutput(loss * M, idx.shape[1], value=loss.detach())
 
         trainer.run(Phase(
-            name="annotation ensemble", key="mlp", module=self.mlp,
+            name=f"training {M} annotation MLPs", key="mlp", module=self.mlp,
             optimizer=torch.optim.Adam(self.mlp.parameters(), lr=cfg.mlp_lr), step=step, max_epochs=cfg.mlp_epochs,
             batches=lambda e: self._ensemble_batches(M, Nb, cfg.mlp_batch_size, gen), span=(0.95, 1.0),
         ))

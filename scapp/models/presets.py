@@ -1,4 +1,5 @@
-"""Presets, option labels and help texts, and time estimates for the Model page, all derived from the registry."""
+"""Presets, option labels and help texts for the Model page, all derived from the registry (time estimates:
+``scapp.train.timing``)."""
 
 from __future__ import annotations
 
@@ -68,13 +69,6 @@ OPTION_HELP: dict[str, str] = {
 def presets(model: str) -> dict[str, dict[str, Any]]:
     """``{preset name: option overrides}`` of ``model`` (fast / default / thorough)."""
     return get_spec(model).presets
-
-
-def estimate_seconds(model: str, preset: str, n_cells: int, *, gpu: bool = False) -> float:
-    """Order-of-magnitude training time on this machine, for the preset buttons."""
-    spec = get_spec(model)
-    s = spec.seconds_per_1k.get(preset, 10.0) * max(n_cells, 1) / 1000
-    return s / spec.gpu_speedup if gpu else s
 
 
 def option_defaults(model: str, preset: str = "default") -> dict[str, Any]:

@@ -77,7 +77,13 @@ class ModelSpec:
     preset_notes: dict[str, str] = field(default_factory=dict)
     """A line the Model page shows under a preset (what it trains), where the options alone do not say it."""
     seconds_per_1k: dict[str, float] = field(default_factory=dict)
-    """Rough CPU cost on a 2-core machine per 1,000 cells, per preset (bench/RESULTS.md)."""
+    """Rough CPU cost on a 2-core machine per 1,000 cells, per preset; used only where ``timing`` is empty."""
+    timing: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Seconds per phase of each preset, measured on the demo on 2 CPU cores (``bench/estimates.py --calibrate``;
+    ``scapp.train.timing`` scales them with cells × genes). "epoch_s" and "epochs": the main phase per epoch and
+    how many epochs it ran."""
+    timing_drivers: dict[str, Any] = field(default_factory=dict)
+    """Phase → f(options, n_cells) its cost is proportional to, for options set by hand."""
     gpu_speedup: float = 1.0
     trainable: bool = True
     """False: made from finished runs (``scapp ensemble``, the Compare page), not offered by ``scapp train`` or the
@@ -150,6 +156,11 @@ register(ModelSpec(
     explain_heading="**Genes each cell type's predictions used** (TabNet attention masks)",
     # SIMS ≈ 30–60 epochs at ~2–4k cells/s on 2 cores
     seconds_per_1k={"fast": 8.0, "default": 15.0, "thorough": 45.0}, gpu_speedup=10.0,
+    timing={
+        "fast": {"load": 0.1, "main": 9.1, "evaluate": 1.5, "epoch_s": 0.458, "epochs": 18},
+        "default": {"load": 0.1, "main": 16.1, "evaluate": 1.3, "epoch_s": 0.488, "epochs": 31},
+        "thorough": {"load": 0.1, "main": 23.9, "evaluate": 1.3, "epoch_s": 0.723, "epochs": 32},
+    },
 ))
 register(ModelSpec(
     name="logreg", cls_path="scapp.models.logreg:LogRegModel",
@@ -163,6 +174,11 @@ register(ModelSpec(
     main_options=("max_iter",),
     explain_heading="**Marker weights per cell type** (logistic-regression coefficients)",
     seconds_per_1k={"fast": 0.3, "default": 0.5, "thorough": 1.0},
+    timing={
+        "fast": {"load": 0.1, "main": 0.7, "evaluate": 1.4, "epochs": 1},
+        "default": {"load": 0.1, "main": 0.7, "evaluate": 1.5, "epochs": 1},
+        "thorough": {"load": 0.1, "main": 1.0, "evaluate": 1.4, "epochs": 1},
+    },
 ))
 register(ModelSpec(
     name="logreg_hvg", cls_path="scapp.models.logreg_hvg:LogRegHVGModel",
@@ -177,6 +193,11 @@ register(ModelSpec(
     main_options=("max_iter",),
     explain_heading="**Marker weights per cell type** (logistic-regression coefficients on log-expression)",
     seconds_per_1k={"fast": 0.5, "default": 3.0, "thorough": 8.0},
+    timing={
+        "fast": {"load": 0.1, "main": 1.0, "choosing genes and C on validation": 0.4, "evaluate": 0.9},
+        "default": {"load": 0.1, "main": 1.0, "choosing genes and C on validation": 1.7, "evaluate": 0.9},
+        "thorough": {"load": 0.1, "main": 1.0, "choosing genes and C on validation": 3.2, "evaluate": 0.9},
+    },
 ))
 register(ModelSpec(
     name="hydra", cls_path="scapp.models.hydra:HydraModel",
@@ -201,6 +222,21 @@ register(ModelSpec(
     # bench/hydra_markers.py: fast ≈ 7 s/1k (pancreas 3.7k cells, 25 s); default (25 models, 30 refinement
     # epochs, IG on ≤500 cells/class) ≈ 170 s/1k (pbmc3k 2.6k cells, 441 s)
     seconds_per_1k={"fast": 7.0, "default": 170.0, "thorough": 400.0},
+    timing={
+        "fast": {"load": 0.1, "main": 2.5, "balance": 0.1, "refine": 3.5, "ig": 1.6, "mlp": 0.3, "evaluate": 1.1,
+                 "epoch_s": 0.085, "epochs": 20},
+        "default": {"load": 0.1, "main": 4.3, "balance": 0.3, "refine": 57.5, "ig": 56.1, "mlp": 1.2,
+                    "evaluate": 1.2, "epoch_s": 0.089, "epochs": 39},
+        "thorough": {"load": 0.1, "main": 4.4, "balance": 0.3, "refine": 93.0, "ig": 48.6, "mlp": 1.1,
+                     "evaluate": 1.1, "epoch_s": 0.09, "epochs": 39},
+    },
+    timing_drivers={
+        "balance": lambda o, n: o["n_models"],
+        "refine": lambda o, n: o["n_models"] * o["refine_epochs"],
+        # IG attributes min(class size, cap) cells per class: about min(all training cells, ~9 classes × cap)
+        "ig": lambda o, n: o["n_models"] * o["ig_steps"] * min(1.0, 9 * o["ig_cells_per_class"] / (0.7 * n)),
+        "mlp": lambda o, n: o["n_models"] * o["mlp_epochs"],
+    },
 ))
 register(ModelSpec(
     name="auto", cls_path="scapp.models.ensemble:EnsembleModel",

@@ -29,6 +29,7 @@ from scapp.evaluate.calibration import DEFAULT_THRESHOLD, ece, fit_temperature, 
 from scapp.evaluate.metrics import classification_metrics, confusion, per_class_table
 from scapp.explain.markers import marker_table
 from scapp.models.registry import Capabilities, FitData, config_from_dict, get_spec
+from scapp.train import timing
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,15 @@ class Within:
     span: tuple[float, float]
     label: str
 
-    def report(self, frac: float, **fields: Any) -> None:
+    def report(self, frac: float, *, member_s: float | None = None, **fields: Any) -> None:
+        """Move the parent's bar; ``member_s``: this member's estimated seconds, from which the members after it
+        are guessed (in proportion to their share of the bar) and added to the time left."""
         a, b = self.span
         phase = fields.pop("phase", None) or "training"
+        if member_s and fields.get("eta_s") is not None and b > a:
+            later = member_s * max(0.95 - b, 0.0) / (b - a)
+            fields["eta_s"] = fields["eta_s"] + 0.8 * later
+            fields["eta_max_s"] = (fields.get("eta_max_s") or fields["eta_s"]) + 1.25 * later
         runs.write_status(self.parent, "running", **{**fields, "progress": a + (b - a) * min(max(frac, 0.0), 1.0),
                                                      "phase": f"{self.label}: {phase}"})
 
@@ -142,30 +149,76 @@ class Within:
 
 
 class _Reporter:
-    """Turns Trainer events into metrics.jsonl lines and status.json progress."""
+    """Turns Trainer events into metrics.jsonl lines and status.json progress.
 
-    def __init__(self, run: Path, max_epochs: int, within: Within | None = None) -> None:
+    The status says what a person needs on the Train page, for any method: ``phase`` (what is happening),
+    ``phase_step`` / ``phase_steps`` / ``phase_unit`` while the phase counts something, and ``eta_s`` /
+    ``eta_max_s``, the seconds left in the whole run at best / at worst (``timing.remaining``). It also times
+    each phase (``clock``) for the run's timing record.
+    """
+
+    def __init__(self, run: Path, max_epochs: int, within: Within | None = None,
+                 clock: timing.PhaseClock | None = None) -> None:
         self.run = run
         self.store = runs.RunStore(run)
         self.max_epochs = max_epochs
         self.within = within
+        self.clock = clock or timing.PhaseClock()
+        self.estimate: timing.Estimate | None = None
+        self.key: str | None = self.clock.current
+        self.label = "training"
+        self.main_epoch_s: list[float] = []
+
+    def set_estimate(self, est: timing.Estimate) -> None:
+        self.estimate = est
+        runs.write_status(self.run, "running", estimate_s=round(est.seconds, 1), estimate_source=est.source)
+
+    def speed(self) -> float:
+        """How much slower (> 1) or faster this run's main epochs go than the estimate's; 1 when unknown."""
+        if not self.main_epoch_s or self.estimate is None or not self.estimate.epoch_s:
+            return 1.0
+        import statistics
+
+        return min(max(statistics.median(self.main_epoch_s) / self.estimate.epoch_s, 0.5), 4.0)
 
     def emit(self, event: dict[str, Any]) -> None:
         event = {"time": time.time(), **event}
         if "train_loss" in event or "valid_loss" in event:
             self.store.append_epoch(event)
+        if event.get("phase_key"):
+            self.key = event["phase_key"]
+            self.clock.enter(self.key)
+        if self.key == "main" and event.get("epoch_s"):
+            self.main_epoch_s.append(float(event["epoch_s"]))
         ep = event.get("epoch", 0) or 0
         # Phases report their own fraction of the whole fit; otherwise epochs tell.
         done = event["progress"] if event.get("progress") is not None else ep / max(self.max_epochs, 1)
         frac = 0.05 + 0.8 * min(done, 1.0)
-        fields = dict(epoch=ep, max_epochs=self.max_epochs, eta_s=event.get("eta_s"),
-                      eta_max_s=event.get("eta_max_s"), message=event.get("phase"))
-        runs.write_status(self.run, "running", phase="training", progress=frac, **fields)
-        if self.within is not None:
-            self.within.report(frac, **fields)
-        if ep:
+        self._write(frac, event.get("phase") or self.label, event, epoch=ep, max_epochs=self.max_epochs)
+        if ep and "epoch_s" in event:
             log.info("epoch %s: %s", ep, {k: round(v, 4) if isinstance(v, float) else v
                                           for k, v in event.items() if k not in ("time",)})
+
+    def enter(self, key: str, label: str, progress: float) -> None:
+        """An engine phase (``load``, ``evaluate``): its own status line and time."""
+        self.key = key
+        self.clock.enter(key)
+        self._write(progress, label, {})
+
+    def _write(self, frac: float, label: str, event: dict[str, Any], **extra: Any) -> None:
+        self.label = label
+        left = timing.remaining(self.estimate, self.key, phase_low=event.get("eta_s"),
+                                phase_high=event.get("eta_max_s"), in_phase_s=self.clock.in_phase(),
+                                speed=self.speed())
+        counted = event.get("phase_steps") is not None
+        fields = dict(phase=label, phase_key=self.key, phase_step=event.get("phase_step") if counted else None,
+                      phase_steps=event.get("phase_steps"), phase_unit=event.get("phase_unit") if counted else None,
+                      eta_s=round(left[0], 1) if left else None, eta_max_s=round(left[1], 1) if left else None,
+                      message=None, **extra)
+        runs.write_status(self.run, "running", progress=frac, **fields)
+        if self.within is not None:
+            member_s = self.estimate.seconds - self.estimate.startup_s if self.estimate is not None else None
+            self.within.report(frac, member_s=member_s, **fields)
 
     def should_stop(self) -> bool:
         return self.store.stop_requested() or (self.within is not None and self.within.stop_requested())
@@ -209,6 +262,8 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     run = Path(run)
     store = runs.RunStore(run)
     t_start = time.monotonic()
+    clock = timing.PhaseClock()
+    clock.enter("load")
     spec = get_spec(req.model)
     caps = spec.capabilities.for_run(req.label)  # a label-optional classifier (ZiPo) classifies only with a label
     model_cls = spec.load()
@@ -240,7 +295,15 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     if caps.combines:  # an ensemble: its members are trained, then combined
         from scapp.train.ensemble import run_auto
 
-        return run_auto(req, run)
+        result = run_auto(req, run)
+        if (runs.read_status(run) or {}).get("state") == "finished":
+            _record_timing(run, req.model, asdict(model_cfg), n_cells=int(result.get("n_train", 0))
+                           + int(result.get("n_valid", 0)) + int(result.get("n_test", 0)),
+                           n_genes=next((int(t["n_genes"]) for t in (m.timing() for m in store.members()) if t),
+                                        int(store.data_info().get("n_genes") or 0)), device=str(device),
+                           phases={"ensemble": time.monotonic() - t_start}, epoch_s=None, epochs_run=None,
+                           total_s=time.monotonic() - t_start)
+        return result
     _phase(run, "loading data", 0.01, within)
     adata, qc = load_dataset(req.data, orientation=req.orientation)
     X = get_matrix(adata, req.layer)
@@ -314,8 +377,16 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
     max_epochs = getattr(model_cfg, "max_epochs", 1)
-    reporter = _Reporter(run, max_epochs, within)
+    reporter = _Reporter(run, max_epochs, within, clock)
+    n_detected = timing.effective_genes(X)  # what the run's cost scales with (and the Model page estimates with)
+    try:  # the estimate only informs the progress line: never let it cost a run
+        reporter.set_estimate(timing.estimate(req.model, n_cells=int(cells.size), n_genes=n_detected,
+                                              options=_options(model_cfg), gpu=str(device).startswith("cuda"),
+                                              root=_timing_root(run, within)))
+    except Exception:  # noqa: BLE001
+        log.warning("no time estimate for this run", exc_info=True)
     trainer = Trainer(reporter.emit, reporter.should_stop)
+    clock.enter("main")
     runs.write_status(run, "running", phase="training", progress=0.05, epoch=0, max_epochs=max_epochs)
     log.info("training %s on %s cells × %s features (%s), device %s", req.model, len(split.train), Xp.shape[1],
              ", ".join(f"{k}: {v}" for k, v in class_counts.items()), device)
@@ -326,14 +397,12 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     if trainer.stopped and trainer.best_epoch is None:
         raise TrainingCancelled("Stopped by user before the first epoch finished; nothing was saved but the settings.")
 
-    runs.write_status(run, "running", phase="evaluating", progress=0.88)  # also after a Stop: the best epoch is kept
-    if within is not None:
-        within.report(0.88, phase="evaluating")
+    reporter.enter("evaluate", "evaluating", 0.88)  # also after a Stop: the best epoch is kept
     log.info("evaluating")
     result = evaluate_and_save(model, caps, Xp, y, split, cell_ids, recipe, run, history=trainer.history,
                                threshold=req.threshold, features=features)
     if caps.explain_kind is not None and caps.classifies:
-        runs.write_status(run, "running", phase="reference markers", progress=0.95)
+        reporter.enter("evaluate", "reference markers (Wilcoxon, for comparison)", 0.95)
         try:
             lab = split.train[y[split.train] >= 0]
             ref = reference_marker_table(X, genes, recipe, y, lab, classes, seed=req.seed)
@@ -348,7 +417,14 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
                    "fit_info": model.fit_info,  # phase timings etc. of multi-phase models
                    "phases": [e for e in trainer.phase_history if "epoch_s" not in e],
                    "n_valid": int(len(split.valid)), "n_test": int(len(split.test))})
+    phases = clock.stop()
+    result["phase_seconds"] = phases
     store.write_metrics(result)
+    if not trainer.stopped:  # a stopped run did not do all its work: its times would teach the estimates wrong
+        ep_s = [e["epoch_s"] for e in trainer.history if e.get("epoch_s")]
+        _record_timing(run, req.model, asdict(model_cfg), n_cells=int(cells.size), n_genes=n_detected,
+                       device=str(device), phases=phases, epoch_s=float(np.median(ep_s)) if ep_s else None,
+                       epochs_run=len(trainer.history), total_s=time.monotonic() - t_start)
     final = "cancelled" if trainer.stopped else "finished"
     msg = (f"Stopped by user after epoch {len(trainer.history)}; the best model so far (epoch {trainer.best_epoch}) "
            "was evaluated and saved." if trainer.stopped else None)
@@ -356,6 +432,23 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
                       has_model=True, eta_s=0)
     log.info("run %s: %s, test macro-F1 %.3f", run.name, final, (result.get("test") or {}).get("macro_f1", float("nan")))
     return result
+
+
+def _timing_root(run: Path, within: Within | None) -> Path:
+    """The runs root whose past runs this run's estimate learns from (an ensemble member: its parent's)."""
+    return (within.parent if within is not None else run).parent
+
+
+def _options(model_cfg: Any) -> dict[str, Any]:
+    """The options to match past runs on: every resolved option (the model config as trained)."""
+    return {k: v for k, v in asdict(model_cfg).items() if k != "seed"}
+
+
+def _record_timing(run: Path, model: str, options: dict[str, Any], **fields: Any) -> None:
+    try:
+        runs.RunStore(run).write_timing(timing.timing_record(model, options, **fields))
+    except Exception:  # noqa: BLE001 - a timing log that cannot be written must not fail a finished run
+        log.warning("could not record this run's timing", exc_info=True)
 
 
 def evaluate_and_save(model: Any, caps: Capabilities, Xp: Any, y: np.ndarray, split: Split, cell_ids: pd.Index,

@@ -8,6 +8,16 @@ batches, ETA, and the events the engine turns into ``metrics.jsonl`` and the
 progress bar. Multi-phase methods (Hydra) run several phases in a row; loops that
 are not epochs (Integrated Gradients over classes) go through ``iterate`` so they
 report progress and honour Stop the same way.
+
+Every event names the phase it belongs to, so the Train page can say what is
+happening without knowing the method: ``phase`` (what a person reads, e.g.
+"refining 25 models"), ``phase_key`` (a stable key the time estimates are kept
+under: ``main`` for the run's main curve, else ``Phase.key`` or the ``key`` given),
+and, while a phase counts something, ``phase_step`` / ``phase_steps`` /
+``phase_unit`` ("epoch 12/30", "class 4/9"). ``eta_s`` / ``eta_max_s`` are the
+seconds this phase still needs if early stopping ends it as soon as it can / if
+it runs to its last epoch. A phase announces itself with ``phase_step = 0``
+before its first (possibly long) epoch.
 """
 
 from __future__ import annotations
@@ -47,9 +57,12 @@ class Trainer:
             self.stopped = True
         return self.stopped
 
-    def event(self, phase: str, progress: float | None = None, **fields: Any) -> None:
-        """A note between epochs (``phase`` names what is happening; ``progress`` is the fit's fraction done)."""
+    def event(self, phase: str, progress: float | None = None, *, key: str | None = None, **fields: Any) -> None:
+        """A note between epochs: ``phase`` names what is happening (for people), ``progress`` is the fit's
+        fraction done, ``key`` the phase it starts for the time estimates (None: still the current one)."""
         ev = {"phase": phase, "epoch": len(self.history), **fields}
+        if key is not None:
+            ev["phase_key"] = key
         if progress is not None:
             ev["progress"] = round(float(progress), 4)
         self.phase_history.append(ev)
@@ -62,18 +75,23 @@ class Trainer:
             self.best_epoch = event["best_epoch"]
         self._emit(event)
 
-    def iterate(self, name: str, items: Iterable[Any], *, span: tuple[float, float] = (0.0, 1.0)) -> Iterator[Any]:
-        """Yield ``items`` one by one, reporting ``name i/n`` progress; ends early on Stop (check ``stopped``)."""
+    def iterate(self, name: str, items: Iterable[Any], *, span: tuple[float, float] = (0.0, 1.0),
+                unit: str = "step", key: str | None = None) -> Iterator[Any]:
+        """Yield ``items`` one by one, reporting ``name: <unit> i/n`` progress; ends early on Stop (check
+        ``stopped``). ``key``: the phase's key for time estimates (default: ``name``)."""
         items = list(items)
         n = max(len(items), 1)
+        count = {"phase_steps": len(items), "phase_unit": unit}
+        self.event(name, span[0], key=key or name, phase_step=0, **count)
         t0 = time.monotonic()
         for i, item in enumerate(items):
             if self.should_stop():
                 return
             yield item
             done = time.monotonic() - t0
-            self.event(name, span[0] + (span[1] - span[0]) * (i + 1) / n, step=i + 1, steps=len(items),
-                       eta_s=done / (i + 1) * (len(items) - i - 1))
+            left = done / (i + 1) * (len(items) - i - 1)
+            self.event(name, span[0] + (span[1] - span[0]) * (i + 1) / n, key=key or name, step=i + 1,
+                       steps=len(items), phase_step=i + 1, eta_s=left, eta_max_s=left, **count)
 
     # -- the epoch loop --------------------------------------------------------------------
     def run(self, phase: Phase) -> PhaseResult:
@@ -85,6 +103,8 @@ class Trainer:
         best, best_state, best_epoch, since_best = float("inf"), None, None, 0
         history: list[dict[str, Any]] = []
         params = [p for g in phase.optimizer.param_groups for p in g["params"]]
+        count = {"phase_key": phase.key or "main", "phase_steps": phase.max_epochs, "phase_unit": "epoch"}
+        self.event(phase.name, phase.span[0], phase_step=0, **count)  # before the first epoch, which may be long
         t_start = time.monotonic()
         epoch = 0
         for epoch in range(1, phase.max_epochs + 1):
@@ -107,6 +127,7 @@ class Trainer:
             if self.stopped:
                 break
             ev: dict[str, Any] = {"phase": phase.name, ep_key: epoch, "max_epochs": phase.max_epochs,
+                                  "phase_step": epoch, **count,
                                   loss_key: float(tot) / max(seen, 1) if tot is not None else float("nan"),
                                   "lr": phase.optimizer.param_groups[0]["lr"]}
             if not main:
@@ -136,8 +157,9 @@ class Trainer:
             now = time.monotonic()
             left = phase.max_epochs - epoch
             patience_left = (phase.patience - since_best) if phase.patience is not None and phase.monitor else left
+            per_epoch = (now - t_start) / epoch  # this phase's mean so far: one slow epoch moves it little
             ev.update(epoch_s=now - t0, elapsed_s=now - t_start, best_epoch=best_epoch,
-                      eta_s=(now - t0) * min(left, patience_left), eta_max_s=(now - t0) * left,
+                      eta_s=per_epoch * min(left, patience_left), eta_max_s=per_epoch * left,
                       progress=phase.span[0] + (phase.span[1] - phase.span[0]) * epoch / max(phase.max_epochs, 1))
             history.append(ev)
             if main:

@@ -29,6 +29,7 @@ __all__ = [
 
 _POS_COLOR = "#2166AC"
 _NEG_COLOR = "#B2182B"
+_EXPR_COLOR = "#74C476"  # expression beside a score: another quantity, another hue
 
 
 def class_gene_heatmap(
@@ -176,12 +177,16 @@ def cell_explain_bar(
     top: int = 30,
     expression: np.ndarray | None = None,
     value_label: str = "attention",
+    expression_label: str = "expression<br>log(1 + counts per 10k)",
     title: str | None = "Genes behind this cell's prediction",
 ) -> go.Figure:
-    """The ``top`` genes of one cell's explanation vector (TabNet mask row or attribution).
+    """One cell's explanation (a TabNet mask row or an attribution): its ``top`` non-zero genes, largest first,
+    with the cell's expression of the same genes beside them.
 
-    Lets a user check a surprising call cell by cell: did the model look at
-    sensible genes, and were they actually expressed (``expression`` on hover)?
+    Lets a user check a surprising call cell by cell: did the model look at sensible
+    genes, and were they expressed in this cell? A mask is sparse (a cell's mask
+    typically names 5-10 of thousands of genes), so genes scoring exactly 0 are left
+    out rather than drawn as a row of empty bars; the title says how many are shown.
 
     Parameters
     ----------
@@ -190,16 +195,65 @@ def cell_explain_bar(
     mask_row
         One value per gene for the cell (a row of ``cell_masks``).
     top
-        Number of genes.
+        At most this many genes (by absolute value).
     expression
-        The cell's (log-normalised) expression of each gene, shown on hover.
+        The cell's (log-normalised) expression of each gene: a second panel of bars on the
+        same rows, and the hover of the first.
 
     Returns
     -------
     plotly.graph_objects.Figure
+        ``data[0]``: the scores (``y`` genes, ``customdata`` their expression when given);
+        ``data[1]``: the expression bars, when given.
     """
-    return _top_genes_bar(genes, mask_row, top=top, title=title, value_label=value_label,
-                          extra=expression, extra_label="expression")
+    names = np.asarray([str(g) for g in genes], dtype=object)
+    v = np.asarray(mask_row, dtype=np.float64).ravel()
+    if v.shape[0] != names.shape[0]:
+        raise ValueError(f"{v.shape[0]} values for {names.shape[0]} genes.")
+    v = np.where(np.isfinite(v), v, 0.0)
+    e = None
+    if expression is not None:
+        e = np.asarray(expression, dtype=np.float64).ravel()
+        if e.shape != v.shape:
+            raise ValueError(f"{e.shape[0]} expression values for {v.shape[0]} genes.")
+    nz = np.flatnonzero(v != 0)
+    if nz.size == 0:
+        return message_figure("This cell's explanation names no gene (all scores are 0).", title=title)
+    sel = nz[np.argsort(-np.abs(v[nz]), kind="stable")][: max(1, int(top))]
+    shown = f"{sel.size} of {v.size:,} genes" + (f"; {nz.size - sel.size} more are non-zero" if nz.size > sel.size
+                                                 else " (the others score 0)")
+    full_title = f"{title} — {shown}" if title else None
+    height = max(300, 150 + 26 * sel.size)
+    bar = go.Bar(
+        x=v[sel], y=names[sel], orientation="h", showlegend=False,
+        marker=dict(color=np.where(v[sel] < 0, _NEG_COLOR, _POS_COLOR)),
+        customdata=None if e is None else e[sel].reshape(-1, 1),
+        hovertemplate=f"%{{y}}<br>{value_label}: %{{x:.3g}}"
+                      + ("" if e is None else "<br>expression: %{customdata[0]:.3g}") + "<extra></extra>",
+    )
+    if e is None:
+        fig = go.Figure(bar)
+        style(fig, title=full_title, height=height)
+        fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickmode="linear", title_text=None)
+        fig.update_xaxes(title_text=value_label, zeroline=True, zerolinecolor="#888888")
+        return fig
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, column_widths=[0.58, 0.42], horizontal_spacing=0.04)
+    fig.add_trace(bar, row=1, col=1)
+    ev = e[sel]
+    fig.add_trace(
+        go.Bar(x=ev, y=names[sel], orientation="h", showlegend=False, marker=dict(color=_EXPR_COLOR),
+               text=[f"{x:.2g}" if x > 0 else "0 (silent)" for x in ev], textposition="outside", cliponaxis=False,
+               hovertemplate="%{y}<br>expression in this cell: %{x:.3g}<extra></extra>"),
+        row=1, col=2,
+    )
+    style(fig, title=full_title, height=height)
+    fig.update_yaxes(autorange="reversed", type="category", showgrid=False, tickmode="linear", title_text=None)
+    fig.update_xaxes(title_text=value_label, zeroline=True, zerolinecolor="#888888", row=1, col=1)
+    emax = float(ev.max()) if ev.size and ev.max() > 0 else 1.0
+    fig.update_xaxes(title_text=expression_label, range=[0, emax * 1.3], row=1, col=2)
+    return fig
 
 
 def expression_dotplot(

@@ -22,6 +22,7 @@ _METRIC_COLORS = {"precision": "#9ECAE1", "recall": "#4292C6", "f1": "#08306B"}
 _METRIC_NAMES = {"precision": "precision", "recall": "recall", "f1": "F1"}
 _HIGHLIGHT_FILL = "rgba(255, 196, 0, 0.15)"
 _HIGHLIGHT_TEXT = "#8A5A00"
+_SELECTED_LINE = "#E8590C"
 
 
 def confusion_heatmap(
@@ -31,6 +32,7 @@ def confusion_heatmap(
     show_text: bool | None = None,
     colorscale: str = "Blues",
     title: str | None = "Confusion matrix (test cells)",
+    selected: tuple[str, str] | None = None,
 ) -> go.Figure:
     """Heatmap of true (rows, y) against predicted (columns, x) classes, counts printed in each cell.
 
@@ -50,11 +52,17 @@ def confusion_heatmap(
         Print counts in the cells; by default only up to 30 classes.
     colorscale
         Plotly sequential colour scale.
+    selected
+        ``(true class, predicted class)`` of the cell to outline (the one a user clicked).
 
     Returns
     -------
     plotly.graph_objects.Figure
-        ``data[0].text`` holds the counts as strings.
+        ``data[0].text`` holds the counts as strings. ``data[1]`` is a transparent marker at the centre of every
+        matrix cell (``x`` predicted, ``y`` true): a heatmap emits no click or selection events, so this layer is
+        what a click selects (``st.plotly_chart(..., on_select="rerun", selection_mode="points")``), and it
+        carries the hover text. Nearest centre wins (no hover distance cut-off), so a click anywhere in a cell
+        selects that cell.
     """
     if cm.size == 0:
         return message_figure("No test cells to compare.", title=title)
@@ -68,22 +76,42 @@ def confusion_heatmap(
     if show_text is None:
         show_text = max(len(x), len(y)) <= 30
     z = frac if normalize else counts
-    hover_extra = "%{z:.1%} of the true class" if normalize else "%{customdata:.1%} of the true class"
+    zmax = 1 if normalize else max(1.0, float(counts.max()))
     fig = go.Figure(
         go.Heatmap(
             z=z, x=x, y=y, text=count_text, customdata=frac, colorscale=colorscale,
-            zmin=0, zmax=1 if normalize else max(1.0, float(counts.max())),
+            zmin=0, zmax=zmax,
             texttemplate="%{text}" if show_text else None, textfont=dict(size=14),
             colorbar=dict(
                 title=dict(text="fraction of<br>true class" if normalize else "cells"),
                 tickformat=".0%" if normalize else ",d",
+                **({} if normalize or zmax > 10 else {"dtick": 1}),  # no "0 1 1 2 2" on a small count scale
             ),
-            hovertemplate=f"true: %{{y}}<br>predicted: %{{x}}<br>%{{text}} cells<br>{hover_extra}<extra></extra>",
+            hoverinfo="skip",  # the click layer below carries the hover
             xgap=1, ygap=1,
         )
     )
     n = max(len(x), len(y))
-    style(fig, title=title, height=max(420, 200 + 38 * n))
+    height = max(420, 200 + 38 * n)
+    # One transparent marker per matrix cell: what a click hits and selects.
+    yy, xx = np.meshgrid(np.arange(len(y)), np.arange(len(x)), indexing="ij")
+    fig.add_trace(
+        go.Scatter(
+            x=np.asarray(x, dtype=object)[xx.ravel()], y=np.asarray(y, dtype=object)[yy.ravel()], mode="markers",
+            marker=dict(symbol="square", size=max(8, min(40, (height - 200) / max(n, 1) * 0.8)),
+                        color="rgba(0,0,0,0)", line=dict(width=0)),
+            selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+            customdata=np.stack([count_text.ravel(), frac.ravel()], axis=1), showlegend=False, name="",
+            hovertemplate="true: %{y}<br>predicted: %{x}<br>%{customdata[0]} cells<br>"
+                          "%{customdata[1]:.1%} of the true class<br><i>click to list these cells</i><extra></extra>",
+        )
+    )
+    if selected is not None and selected[0] in y and selected[1] in x:
+        i, j = y.index(selected[0]), x.index(selected[1])
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5, xref="x", yref="y",
+                      line=dict(color=_SELECTED_LINE, width=4), fillcolor="rgba(0,0,0,0)", layer="above")
+    style(fig, title=title, height=height)
+    fig.update_layout(hovermode="closest", hoverdistance=-1, clickmode="event+select")
     fig.update_xaxes(title_text="predicted class", tickangle=-45, type="category", showgrid=False, showline=False)
     fig.update_yaxes(title_text="true class", autorange="reversed", type="category", showgrid=False, showline=False)
     return fig
@@ -258,6 +286,9 @@ def reliability_diagram(
     fig.update_xaxes(range=[0, 1], tickformat=".1f")
     fig.update_xaxes(title_text="confidence (max probability)", row=2, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=1, col=1)
-    fig.update_yaxes(title_text="cells", row=2, col=1)
+    most = max([int(_bins(d)["count"].max() or 0) for _, d, _, _ in series] + [0])
+    # cell counts are whole numbers: no "0 0.5 1 1.5" (or "0 1 1 2" once formatted) on a small test set
+    fig.update_yaxes(title_text="cells", rangemode="tozero", tickformat=",d", row=2, col=1,
+                     **({"dtick": 1} if most <= 6 else {}))
     fig.update_layout(legend=dict(x=0.01, y=0.99, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.85)"))
     return fig

@@ -29,6 +29,44 @@ _METRICS = (
 WAITING = "Waiting for the first epoch…"
 
 
+def epoch_tick(lo: float, hi: float) -> int:
+    """Spacing of the epoch ticks: every epoch up to 10, then a round step giving at most about 10 ticks."""
+    span = max(hi - lo, 1.0)
+    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+        if span / step <= 10:
+            return step
+    return int(10 ** np.ceil(np.log10(span / 10)))
+
+
+def loss_axis(history: pd.DataFrame, *, factor: float = 4.0) -> tuple[float, str] | None:
+    """``(top, note)`` when a few epochs' loss would flatten the rest of the curve, else None.
+
+    That is when a loss is over ``factor`` × the 90th percentile of all losses shown (a spike, as Hydra's VAE had
+    before issue 11). The loss axis then ends just above every other point, and the note names the
+    points left off the scale with their values, so nothing is hidden. Negative losses: never clipped.
+    """
+    vals = []
+    for name, _, _, _ in _LOSSES:
+        if name in history.columns:
+            v = pd.to_numeric(history[name], errors="coerce")
+            vals.append((name, v))
+    allv = pd.concat([v for _, v in vals]).dropna() if vals else pd.Series(dtype=float)
+    allv = allv[np.isfinite(allv)]
+    if len(allv) < 3 or allv.min() < 0:
+        return None
+    limit = factor * max(float(np.percentile(allv, 90)), 1e-12)
+    if allv.max() <= limit:
+        return None
+    top = 1.1 * float(allv[allv <= limit].max())
+    off = []
+    for name, v in vals:
+        label = dict((n, lab) for n, lab, _, _ in _LOSSES)[name]
+        for ep, x in zip(history["epoch"], v):
+            if np.isfinite(x) and x > top:
+                off.append(f"{label} {x:.3g} at epoch {ep:g}")
+    return top, "Off the scale: " + "; ".join(off[:3]) + (" …" if len(off) > 3 else "")
+
+
 def training_curves(
     history: pd.DataFrame,
     *,
@@ -89,15 +127,25 @@ def training_curves(
             b = float(best.iloc[-1])
             for col in (1, 2):
                 fig.add_vline(x=b, line=dict(color=REFERENCE_COLOR, dash="dash", width=2), row=1, col=col)
+            right = b > (float(epochs.min()) + float(epochs.max())) / 2  # the note goes where there is room
             fig.add_annotation(
                 x=b, y=1.0, xref="x2", yref="y2 domain", text=f"best epoch {b:g}", showarrow=False,
-                xanchor="left", yanchor="top", xshift=4,
+                xanchor="right" if right else "left", yanchor="top", xshift=-4 if right else 4,
+                bgcolor="rgba(255,255,255,0.8)",
             )
     fig.update_xaxes(title_text="epoch")
     lo, hi = float(epochs.min()), float(epochs.max())
-    if hi - lo < 1:  # one epoch: keep the point off the frame
-        fig.update_xaxes(range=[lo - 1, hi + 1])
-    fig.update_xaxes(tickformat="d")
+    pad = 1.0 if hi - lo < 1 else max(0.25, 0.03 * (hi - lo))  # one epoch: keep the point off the frame
+    fig.update_xaxes(range=[lo - pad, hi + pad])  # both panels alike (the best-epoch note would widen one)
+    # whole epochs only: plotly's automatic ticks at 1, 1.5, 2 … printed as integers read "1 2 2 3 3"
+    fig.update_xaxes(tickmode="linear", tick0=1, dtick=epoch_tick(lo, hi), tickformat="d")
+    clipped = loss_axis(h)
+    if clipped is not None:
+        top, note = clipped
+        fig.update_yaxes(range=[0, top], row=1, col=1)
+        fig.add_annotation(x=0, y=1.0, xref="x domain", yref="y domain", text=note, showarrow=False,
+                           xanchor="left", yanchor="top", align="left", font=dict(size=12),
+                           bgcolor="rgba(255,255,255,0.85)")
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="score", range=[0, 1.02], row=1, col=2)
     fig.update_layout(hovermode="x unified")

@@ -163,8 +163,15 @@ def test_refined_copy_m_is_the_encoder_with_head_m():
 # -- the fitted pipeline -------------------------------------------------------------------------------
 def test_fit_runs_every_phase_and_reports_it(trained, pancreas):
     model, events = trained
-    phases = {e.get("phase") for e in events}
-    assert {"vae", "balancing", "refinement", "integrated gradients", "annotation ensemble", "done"} <= phases
+    keys = {e.get("phase_key") for e in events}
+    assert {"main", "balance", "refine", "ig", "mlp"} <= keys
+    assert "done" in {e.get("phase") for e in events}
+    # what the Train page reads: a label per phase and its count (issue 11)
+    counted = {(e["phase"], e["phase_unit"], e["phase_steps"]) for e in events if e.get("phase_steps")}
+    M = model.config.n_models
+    assert (f"refining {M} models", "epoch", model.config.refine_epochs) in counted
+    assert ("Integrated Gradients", "class", len(model.classes)) in counted
+    assert (f"training {M} annotation MLPs", "epoch", model.config.mlp_epochs) in counted
     assert all("epoch" in e for e in events)
     prog = [e["progress"] for e in events]
     assert prog == sorted(prog) and prog[-1] == 1.0

@@ -183,7 +183,7 @@ def test_a_run_cancelled_while_queued_is_not_offered_in_explore(app):
 
 def test_model_page_estimates_with_the_gpu_when_there_is_one(app, monkeypatch):
     import pages._ui as ui
-    from scapp.models.presets import estimate_seconds
+    from scapp.train.timing import about, estimate_seconds
 
     app.run()
     app.switch_page("pages/model.py").run()
@@ -193,7 +193,7 @@ def test_model_page_estimates_with_the_gpu_when_there_is_one(app, monkeypatch):
     gpu = app.radio(key="model-preset").options
     assert not app.exception
     assert cpu != gpu
-    assert f"~{estimate_seconds('sims', 'default', 3000, gpu=True) / 60:.1f} min" in " ".join(gpu)
+    assert f"default ({about(estimate_seconds('sims', 'default', 3000, gpu=True))} on 3,000 cells)" in gpu
 
 
 def test_model_page_offers_auto_but_not_the_ensemble_of_finished_runs(app):
@@ -364,7 +364,7 @@ def test_wrong_file_type_on_data_and_annotate_pages(app, tmp_path):
     ({"depth": [float(i) for i in range(60)]}, "depth", "sims", "per-cell value"),  # continuous column
     ({"cell_type": ["T"] * 60}, "cell_type", "sims", "single class"),  # one class
     ({"cell_type": ["T", "B"] * 30}, "celltype", "sims", "not in the file"),  # wrong column
-    ({"cell_type": ["T", "B"] * 30}, "cell_type", "zipo", "not available"),  # a method not built yet
+    ({"cell_type": ["T", "B"] * 30}, "cell_type", "ssl", "not available"),  # a method not built yet
 ])
 def test_train_refuses_a_bad_request_before_starting(app, tmp_path, obs, label, model, message):
     path = _write(tmp_path, "bad.h5ad", obs)
