@@ -16,7 +16,7 @@ and is scored on the other 15 % (test cells, never seen). From each run we keep,
   and linear).
 
 Configurations (on top of a base network; ``--base fast`` is the CPU preset 512-256-128 → 64):
-``zip`` (α_w = α_z = 0.1), ``zip_aw0`` / ``zip_aw0.01`` (α_w), ``zip_az0`` / ``zip_az10`` (α_z), ``zinb``,
+``zip`` (α_w = α_z = 0.1), ``zip_aw0`` / ``zip_aw0.01`` / ``zip_aw1`` (α_w), ``zip_az0`` / ``zip_az10`` (α_z), ``zinb``,
 ``dca_like`` (the registry preset), and the one-seed ablations ``abl_decoder2`` (a hidden layer of 128 before
 the heads) and ``abl_noresid`` (no residual projections).
 
@@ -51,6 +51,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "zip": {},
     "zip_aw0": {"alpha_w": 0.0},
     "zip_aw0.01": {"alpha_w": 0.01},
+    "zip_aw1": {"alpha_w": 1.0},
     "zip_az0": {"alpha_z": 0.0},
     "zip_az10": {"alpha_z": 10.0},
     "zinb": {"likelihood": "zinb"},
@@ -58,7 +59,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "abl_decoder2": {"decoder_hidden": [128]},
     "abl_noresid": {"residual": False},
 }
-MAIN = ["zip", "zip_aw0", "zip_aw0.01", "zip_az0", "zip_az10", "zinb", "dca_like"]
+MAIN = ["zip", "zip_aw0", "zip_aw0.01", "zip_aw1", "zip_az0", "zip_az10", "zinb", "dca_like"]
 ABLATIONS = ["abl_decoder2", "abl_noresid"]
 
 
@@ -162,6 +163,7 @@ def run_one(data: str, name: str, seed: int, base: str, cap: dict[str, Any], dev
     lp, lo = np.concatenate(lib_pred), np.concatenate(lib_obs)
     pr = model.fit_info.get("pruning") or {}
     out = {"data": data, "config": name, "seed": seed, "base": base, "cap": cap, "options": cfg_d,
+           "lr": model.config.learning_rate,
            "fit_s": round(fit_s, 1), "epochs": len(hist), "best_epoch": hist[-1]["best_epoch"] if hist else None,
            "s_per_epoch": round(float(np.median([e["epoch_s"] for e in hist])), 2) if hist else None,
            "valid_nll": best.get("valid_nll"), "valid_rate_mse": best.get("valid_rate_mse"),
@@ -257,7 +259,7 @@ def cmd_report(a: argparse.Namespace) -> None:
         print("| α_w | seeds | zeroed at 1e-4 | rel. weights > 0.01 | valid NLL before → after pruning | "
               "valid rate-MSE before → after | epochs |")
         print("|---|---|---|---|---|---|---|")
-        for c, aw in (("zip_aw0", 0), ("zip_aw0.01", 0.01), ("zip", 0.1)):
+        for c, aw in (("zip_aw0", 0), ("zip_aw0.01", 0.01), ("zip", 0.1), ("zip_aw1", 1)):
             if c in by:
                 print(f"| {aw} | {len(by[c])} | {_ms(g(c, 'sparsity'))} | {_ms(g(c, 'frac_above_0.01'))} | "
                       f"{_ms(g(c, 'nll_before'), '{:.4f}')} → {_ms(g(c, 'nll_after'), '{:.4f}')} | "
