@@ -4,8 +4,11 @@ Why the training-loss curve of Hydra spiked (issue 11, defect 8): this trains on
 the demo (or a file of ../shared/data) with the engine's split and recipe, and prints for every
 batch the weighted loss, its parts, the largest log σ² and the gradient norm before clipping.
 
-    python bench/hydra_loss_terms.py                                  # demo, Hydra's current defaults
-    python bench/hydra_loss_terms.py --option lr=0.02 --option kl_warmup_epochs=0   # the old behaviour
+    python bench/hydra_loss_terms.py --option n_models=5                  # demo, fast-preset sizes
+    python bench/hydra_loss_terms.py --option n_models=5 --option logvar_limit=null   # before the fix
+    python bench/hydra_loss_terms.py --full --data mouse_pancreas_endocrinogenesis.h5ad  # whole fit, test scores
+
+Raw output of issue 11: bench/results/issue11_hydra_*.txt.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """How long a training run takes on this machine: estimates calibrated by measurement, then by past runs.
 
-Issue 11 found the old estimates 9–12× too low. Two sources now, best first:
+Issue 11 found the old estimates 9–12× too low on a busy machine (and, measured on an idle one, up to 7× too
+high for Hydra and 4× too low for logistic regression). Two sources now, best first:
 
 1. **Past runs on this machine.** Every finished training keeps a timing record in its run folder
    (``RunStore.write_timing``): the method, its resolved options, cells × genes, device, host and the
    seconds of each phase. An estimate for the same method and options on the same host and device is the
    per-phase median of those records, each scaled to the new size.
-2. **The built-in calibration** (``ModelSpec.timing`` in the registry): each preset measured on the demo (2,638 cells × 2,000
-   genes) on the 2-core, GPU-less development machine with ``bench/estimates.py --calibrate``, with the
-   CPU lock held so no other job shared the cores.
+2. **The built-in calibration** (``ModelSpec.timing`` in the registry): each preset measured on the demo
+   (2,638 cells × 2,000 genes) on the 2-core, GPU-less development machine with ``bench/estimates.py
+   --calibrate``, with the CPU lock held so no other job shared the cores.
 
 Both scale linearly with cells × genes (the first layer of every network, the logistic regression and the
 input pipeline all do), counting the genes that carry information: those detected in at least 1% of the cells
