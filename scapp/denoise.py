@@ -145,6 +145,25 @@ def write_run_artifacts(store: runs.RunStore, model: Any, X: Any, *, genes: list
     return s.metrics
 
 
+def gene_values(model: Any, X: Any, genes: list[str], gene: str, *, block: int = BLOCK) -> pd.DataFrame:
+    """Raw count, denoised rate ``l·μ`` and ``(1 − z)·l·μ`` of one gene in every cell of ``X`` (the model's
+    input, raw counts over ``genes``): what a raw-vs-denoised map colours by. Streams over the cells."""
+    try:
+        j = list(genes).index(gene)
+    except ValueError:
+        raise InputError(f"Gene {gene!r} is not among the run's {len(genes):,} genes.") from None
+    X = _csr(X)
+    raw = np.asarray(X[:, j].todense()).ravel().astype(np.float32)
+    rate = np.empty(X.shape[0], np.float32)
+    nonzero = np.empty(X.shape[0], np.float32)
+    for i in range(0, X.shape[0], block):
+        d = model.denoise_batch(X[i : i + block])
+        s = slice(i, i + d.rates.shape[0])
+        rate[s] = d.rates[:, j]
+        nonzero[s] = rate[s] if d.zero_prob is None else (1 - d.zero_prob[:, j]) * d.rates[:, j]
+    return pd.DataFrame({"raw": raw, "denoised": rate, "denoised_nonzero": nonzero})
+
+
 # -- the denoised h5ad, streamed ----------------------------------------------------------------------------
 def _check_denoises(run: LoadedRun) -> None:
     if not run.spec.capabilities.denoises:

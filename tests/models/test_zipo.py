@@ -226,6 +226,15 @@ def test_cli_train_with_a_label_then_denoise(tmp_path, capsys):
     assert d.obsm["X_scapp_zipo"].shape == (291, 16)
     assert (d.X != src.X).nnz == 0  # X is the raw counts
     assert _sha(data) == before  # the input is never modified
+    # one gene, raw vs denoised, for a map (Explore)
+    from scapp.annotate import load_run
+    from scapp.denoise import gene_values
+
+    r = load_run(run)
+    gene = str(src.var_names[int(np.asarray(src.X.sum(0)).argmax())])
+    v = gene_values(r.model, src.X, r.recipe.features, gene)
+    np.testing.assert_allclose(v["denoised"], d[:, gene].layers["scapp_denoised"].ravel(), rtol=1e-5)
+    np.testing.assert_array_equal(v["raw"], src[:, gene].X.toarray().ravel())
 
 
 def test_cli_train_without_a_label_embeds_and_denoises_but_does_not_annotate(tmp_path, capsys):
