@@ -146,7 +146,7 @@ def _draw_map(n_map: int, what: str, *, key: str, height: int = 640, captions: b
     else:
         if map_state == "failed":
             st.error(map_error, icon=":material/error:")
-            if st.button("Try again", key=f"{key}-retry" if key != "explore-umap" else "explore-map-retry"):
+            if st.button("Try again", key="explore-map-retry" if key == "explore-umap" else f"{key}-retry"):
                 store.clear_cell_map_error(n_map)
                 st.rerun()
             note = " (the UMAP failed)"
@@ -238,12 +238,11 @@ if view == "Per class":
         st.markdown(f"**{len(sel):,} test cells** of type *{true_c}* predicted as *{pred_c}* "
                     f"({'correct' if true_c == pred_c else 'misclassified'}), highlighted on the map below and on "
                     "the **Cell map** view.")
-        shown = sel[["cell_id", "true", "pred", "confidence"]]
-        st.dataframe(shown, hide_index=True, use_container_width=True, height=min(36 + 35 * len(sel), 280),
-                     key="explore-cm-cells",
-                     column_config=_columns(shown, confidence=st.column_config.NumberColumn("confidence",
-                                                                                           format="%.2f")))
         if len(sel):
+            shown = sel[["cell_id", "true", "pred", "confidence"]]
+            st.dataframe(shown, hide_index=True, use_container_width=True, height=min(38 + 35 * len(sel), 280),
+                         column_config=_columns(shown, confidence=st.column_config.NumberColumn("confidence",
+                                                                                               format="%.2f")))
             _draw_map(_map_size(len(pred)), "truth", key="explore-cm-map", height=520, captions=False)
     else:
         st.session_state.pop("explore-selected", None)

@@ -101,8 +101,11 @@ def exact_knn(X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def umap_coords(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, max_fit: int = 100_000) -> np.ndarray:
-    """UMAP (umap-learn) of the latent, cells × 2.
+    """UMAP (umap-learn) of the latent, cells × 2, started from its first two principal components.
 
+    PCA initialisation rather than umap-learn's spectral one: the spectral layout solves an eigenproblem per
+    disconnected piece of the neighbour graph (36 pieces, 6 of 12 s, on a 20k-cell sample of a SIMS latent),
+    and the UMAP then keeps the orientation of the PCA map shown while it is computed.
     Above ``max_fit`` cells the map is fitted on a random subset and the rest are
     placed with ``transform``, which keeps 1M-cell runs to minutes on a CPU.
     Tiny inputs (< 20 cells) fall back to the first two principal components.
@@ -117,12 +120,12 @@ def umap_coords(latent: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, max
         # "n_jobs overridden by setting random_state"; "transform unavailable" with our own neighbours (never used)
         warnings.filterwarnings("ignore", category=UserWarning, module=r"umap\.")
         if n <= min(max_fit, EXACT_KNN_MAX):
-            reducer = umap.UMAP(n_neighbors=k, random_state=seed, n_components=2, n_jobs=1,
+            reducer = umap.UMAP(n_neighbors=k, random_state=seed, n_components=2, n_jobs=1, init="pca",
                                 precomputed_knn=exact_knn(X, k))
             return reducer.fit_transform(X).astype(np.float32)
         # NN-descent at every other size: below 4,096 cells umap-learn otherwise computes exact distances through a
         # Python callable in scikit-learn (a minute for 2.6k cells on 2 busy cores instead of seconds).
-        reducer = umap.UMAP(n_neighbors=k, random_state=seed, n_components=2, n_jobs=1,
+        reducer = umap.UMAP(n_neighbors=k, random_state=seed, n_components=2, n_jobs=1, init="pca",
                             force_approximation_algorithm=True)
         if n <= max_fit:
             return reducer.fit_transform(X).astype(np.float32)
