@@ -300,7 +300,16 @@ register(ModelSpec(
                                "128-64-128 on normalized log input, without zero inflation or sparse weights.")},
     main_options=("max_epochs", "likelihood", "alpha_z", "alpha_w", "latent", "early_stopping_patience"),
     explain_heading="**Gene programs** (genes each first-layer unit reads)",
-    seconds_per_1k={"fast": 60.0, "default": 240.0, "thorough": 480.0, "dca_like": 20.0}, gpu_speedup=20.0,
+    # measured on the demo (2,638 cells × 2,000 genes), 2 cores, CPU lock held (bench/estimates.py --calibrate).
+    # ZiPo reads every gene of the file, detected or not: on a whole transcriptome (pbmc4k, 33,694 genes) the
+    # fast preset ran 8.4 s per epoch (bench/RESULTS.md, issue 12)
+    seconds_per_1k={"fast": 31.0, "default": 80.0, "thorough": 240.0, "dca_like": 9.0}, gpu_speedup=20.0,
+    timing={
+        "fast": {"load": 0.1, "main": 80.1, "evaluate": 0.5, "epoch_s": 0.493, "epochs": 150},
+        "default": {"load": 0.1, "main": 207.2, "evaluate": 1.3, "epoch_s": 1.288, "epochs": 152},
+        "thorough": {"load": 0.1, "main": 627.0, "evaluate": 2.2, "epoch_s": 3.007, "epochs": 225},
+        "dca_like": {"load": 0.1, "main": 21.2, "evaluate": 0.4, "epoch_s": 0.346, "epochs": 52},
+    },
 ))
 register(ModelSpec(
     name="ssl", cls_path=None, title="Self-supervised pretraining",
