@@ -324,10 +324,16 @@ def test_train_drop_empty_cells_works(small, tmp_path, runs_dir, capsys):
 # --------------------------------------------------------------------------- train: bad options
 
 
-def test_train_model_not_available(small, tmp_path, runs_dir, capsys):
+def test_train_model_not_available(small, tmp_path, runs_dir, capsys, monkeypatch):
+    from scapp.models.registry import REGISTRY, Capabilities, ModelSpec
+
+    # a method announced but not built yet, registered for this test only
+    monkeypatch.setitem(REGISTRY, "future", ModelSpec(name="future", cls_path=None, title="A future method",
+                                                      paper="Nobody, Not yet, 2099", about="Announced.",
+                                                      capabilities=Capabilities()))
     data = write(small, tmp_path / "cells.h5ad")
-    rc, out, err = cli(capsys, "train", data, "--label", "cell_type", "--model", "ssl", "--epochs", "1")
-    error_line(rc, err, "'ssl'", "not available", "logreg")
+    rc, out, err = cli(capsys, "train", data, "--label", "cell_type", "--model", "future", "--epochs", "1")
+    error_line(rc, err, "'future'", "not available", "logreg")
     assert out == ""
     assert runs_in(runs_dir) == []
 

@@ -221,6 +221,13 @@ class ScappModel(ABC):
         expl = self.explain(X, by) if by is not None else None
         return self.predict_logits(X), self.embed(X), expl
 
+    def warm_start(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Load a pretraining run's encoder (its saved tensors) before ``fit``; returns what was loaded.
+
+        Only methods that can start from a pretrained encoder override this (``scapp train --from RUN``)."""
+        msg = f"{type(self).__name__} cannot start from a pretraining run; fine-tune an ssl model from it instead."
+        raise ConfigError(msg)
+
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:
         """Tensors/arrays to save as safetensors."""

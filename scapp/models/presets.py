@@ -15,7 +15,7 @@ OPTION_LABELS: dict[str, str] = {
     "ig_cells_per_class": "IG cells per class", "balance": "Synthetic balancing",
     "dynamic_sampling": "Dynamic class sampling", "max_iter": "Max iterations", "weight_step": "Weight grid step",
     "latent": "Latent units", "likelihood": "Count model", "alpha_z": "Zero-inflation penalty (alpha_z)",
-    "alpha_w": "Gene-program sparsity (alpha_w)",
+    "alpha_w": "Gene-program sparsity (alpha_w)", "mask_rate": "Masked share of genes",
 }
 
 OPTION_HELP: dict[str, str] = {
@@ -56,6 +56,8 @@ OPTION_HELP: dict[str, str] = {
                "(larger means less zero inflation).",
     "alpha_w": "How hard the first layer is pushed to read only a few genes per unit (larger gives smaller, easier "
                "to read gene programs).",
+    "mask_rate": "Share of each cell's genes hidden while pretraining, which the network learns to fill in from the "
+                 "others (the published study hid half).",
     "seed": "Fixes the random split of the cells and the random start of the model, so the same settings give the "
             "same run.",
     "device": "Where to train: auto uses the GPU when there is one, otherwise the CPU.",

@@ -312,9 +312,24 @@ register(ModelSpec(
     },
 ))
 register(ModelSpec(
-    name="ssl", cls_path=None, title="Self-supervised pretraining",
+    name="ssl", cls_path="scapp.models.ssl:SSLModel", title="Self-supervised pretraining, then fine-tuning",
     paper=("Richter, Bahrami, Xia, Fischer & Theis, Delineating the effective use of self-supervised learning in "
            "single-cell genomics, Nature Machine Intelligence 2024 (doi:10.1038/s42256-024-00934-3)"),
-    about="Masked-autoencoder pretraining on unlabelled cells, then fine-tuning. Coming.",
+    about=("A network first learns from cells without labels: half of each cell's genes are hidden and it learns "
+           "to fill them in (a masked autoencoder; contrastive learning is an option). Its encoder, a compact "
+           "64-number picture of every cell, is then fine-tuned with a small classifier on your labels. Pretrain on "
+           "other files or the query with 'scapp pretrain', then start from that run; without one the same network "
+           "trains from scratch. In the published study pretraining helped mainly when it used far more cells "
+           "(millions) than the labelled reference; pretraining on the same cells gave no gain."),
     capabilities=Capabilities(classifies=True, embeds=True, pretrains=True, needs_labels=False),
+    presets={"fast": {"encoder_widths": [256, 128, 64], "max_epochs": 40, "early_stopping_patience": 5},
+             "default": {},
+             "thorough": {"max_epochs": 500, "early_stopping_patience": 20}},
+    main_options=("max_epochs", "lr", "early_stopping_patience", "mask_rate"),
+    preset_notes={"fast": "A smaller network for a CPU (256-128 → 64).",
+                  "default": "The published network (512-512-256-256 → 64).",
+                  "thorough": "The published network, trained longer."},
+    explain_heading="**Gene scores per cell type**",
+    # rough, until bench/estimates.py --calibrate measures it: an MLP epoch on 2k genes is ~0.1 s per 1k cells
+    seconds_per_1k={"fast": 4.0, "default": 8.0, "thorough": 20.0}, gpu_speedup=10.0,
 ))

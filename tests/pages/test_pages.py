@@ -364,9 +364,15 @@ def test_wrong_file_type_on_data_and_annotate_pages(app, tmp_path):
     ({"depth": [float(i) for i in range(60)]}, "depth", "sims", "per-cell value"),  # continuous column
     ({"cell_type": ["T"] * 60}, "cell_type", "sims", "single class"),  # one class
     ({"cell_type": ["T", "B"] * 30}, "celltype", "sims", "not in the file"),  # wrong column
-    ({"cell_type": ["T", "B"] * 30}, "cell_type", "ssl", "not available"),  # a method not built yet
+    ({"cell_type": ["T", "B"] * 30}, "cell_type", "future", "not available"),  # a method not built yet
 ])
-def test_train_refuses_a_bad_request_before_starting(app, tmp_path, obs, label, model, message):
+def test_train_refuses_a_bad_request_before_starting(app, tmp_path, monkeypatch, obs, label, model, message):
+    from scapp.models.registry import REGISTRY, Capabilities, ModelSpec
+
+    # a method announced but not built yet, registered for this test only
+    monkeypatch.setitem(REGISTRY, "future", ModelSpec(name="future", cls_path=None, title="A future method",
+                                                      paper="Nobody, Not yet, 2099", about="Announced.",
+                                                      capabilities=Capabilities()))
     path = _write(tmp_path, "bad.h5ad", obs)
     before = _run_folders()
     app.session_state["dataset_path"] = str(path)
