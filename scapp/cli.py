@@ -89,10 +89,16 @@ def cmd_train(a: argparse.Namespace) -> int:
     if spec.capabilities.needs_labels and not a.label:
         raise ConfigError(f"--label is required: {a.model} learns cell types from an obs column of labels.")
     model_cfg, pp = _load_config_file(a.config)
+    from_run = None
+    if a.from_run:  # a pretraining run to start from: found (and checked) before a run folder exists
+        from scapp.train.pretrain import load_pretraining
+
+        from_run = str(load_pretraining(a.from_run).path)
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
                        device=a.device, seed=a.seed, model_config=model_cfg, preprocess=pp,
                        valid_frac=a.valid_frac, test_frac=a.test_frac, drop_empty_cells=a.drop_empty_cells,
-                       orientation=a.orientation, threshold=a.threshold, protein_key=a.protein_key)
+                       orientation=a.orientation, threshold=a.threshold, protein_key=a.protein_key,
+                       from_run=from_run, parent=from_run)
     run = Path(a.run_dir) if a.run_dir else runs.create_run(a.model, out=a.out)
     return _execute(req, run, quiet=a.quiet)
 
@@ -126,10 +132,41 @@ def cmd_retrain(a: argparse.Namespace) -> int:
     return _execute(req, run, quiet=a.quiet)
 
 
-def _execute(req: Any, run: Path, *, quiet: bool) -> int:
-    """Train into ``run``; every way this can end is recorded in the run's status."""
+def cmd_pretrain(a: argparse.Namespace) -> int:
+    """Pretrain an encoder on the cells of one or more files (labels ignored) into a run of its own."""
+    from scapp import runs
+    from scapp.errors import ConfigError, InputError
+    from scapp.models.registry import get_spec
+    from scapp.train.pretrain import PretrainRequest, run_pretraining
+
+    for p in [*a.data, *([a.genes_of] if a.genes_of else [])]:
+        if not Path(p).exists():
+            raise InputError(f"No such file or folder: {p}")
+    if a.epochs is not None and a.epochs < 1:
+        raise ConfigError(f"--epochs must be at least 1, not {a.epochs}.")
+    model_cfg, _ = _load_config_file(a.config)
+    if a.method != "tabnet":
+        preset = get_spec("ssl").presets.get(a.preset)
+        if preset is None:
+            raise ConfigError(f"--preset must be one of {', '.join(get_spec('ssl').presets)}, not {a.preset!r}.")
+        model_cfg = {**preset, **model_cfg}
+    if a.mask_rate is not None:
+        model_cfg["pretraining_ratio" if a.method == "tabnet" else "mask_rate"] = a.mask_rate
+    req = PretrainRequest(data=[str(Path(p).resolve()) for p in a.data], method=a.method,
+                          genes_of=str(Path(a.genes_of).resolve()) if a.genes_of else None, layer=a.layer,
+                          epochs=a.epochs, device=a.device, seed=a.seed, model_config=model_cfg,
+                          min_gene_cells=a.min_gene_cells, orientation=a.orientation)
+    run = runs.create_run("pretrain", out=a.out)
+    return _execute(req, run, quiet=a.quiet, work=run_pretraining)
+
+
+def _execute(req: Any, run: Path, *, quiet: bool, work: Any = None) -> int:
+    """Train into ``run`` (``work(req, run)``, default ``run_training``); every way this can end is recorded in
+    the run's status."""
     from scapp import runs
     from scapp.train.engine import run_training
+
+    work = work or run_training
 
     run.mkdir(parents=True, exist_ok=True)
     log_path = runs.RunStore(run).log_path
@@ -141,7 +178,7 @@ def _execute(req: Any, run: Path, *, quiet: bool) -> int:
 
     signal.signal(signal.SIGTERM, _term)
     try:
-        run_training(req, run)
+        work(req, run)
     except KeyboardInterrupt:
         runs.write_status(run, "cancelled", error=None, message="Interrupted (Ctrl-C) before training finished.",
                           has_model=False)
@@ -392,8 +429,35 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help="confidence below which a cell is Unassigned; kept in the run as the default for predict")
     t.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    t.add_argument("--from", dest="from_run", metavar="PRETRAIN_RUN",
+                   help="start from the encoder of a pretraining run (scapp pretrain): its genes, preprocessing and "
+                        "layer widths; the run records it as its parent")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_train)
+
+    pt = sub.add_parser("pretrain", help="learn an encoder from the cells of one or more files (labels ignored); "
+                                         "prints the run folder as the last line")
+    pt.add_argument("data", nargs="+", metavar="FILE", help="files of cells (reference, query, other unlabelled "
+                                                             "files), aligned to one gene list")
+    pt.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
+    pt.add_argument("--method", default="mae", choices=["mae", "vicreg", "simclr", "tabnet"],
+                    help="mae: masked autoencoder (default); vicreg / simclr: contrastive; tabnet: TabNet "
+                         "pretraining whose encoder starts a SIMS run (--model sims --from RUN)")
+    pt.add_argument("--genes-of", metavar="FILE",
+                    help="align every file to this file's genes (e.g. the labelled reference you will fine-tune "
+                         "on; default: the first FILE)")
+    pt.add_argument("--preset", default="default", help="ssl preset: fast (a smaller CPU network), default, thorough")
+    pt.add_argument("--epochs", type=int, help="maximum epochs (default: the method's)")
+    pt.add_argument("--mask-rate", type=float, help="share of genes masked per cell (default 0.5)")
+    pt.add_argument("--min-gene-cells", type=int, default=3,
+                    help="keep genes detected in at least this many pretraining cells (0: all)")
+    pt.add_argument("--config", help="JSON file of model options")
+    pt.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
+    pt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
+    pt.add_argument("--quiet", action="store_true")
+    pt.set_defaults(func=cmd_pretrain)
 
     r = sub.add_parser("predict", help="annotate a query dataset with a trained run")
     r.add_argument("run", help="run folder (or run id)")

@@ -318,3 +318,9 @@ class SIMSModel(ScappModel):
         self.net.load_state_dict({k: torch.as_tensor(v) for k, v in state.items()})
         self.net.to(self._device)
         self.net.eval()
+
+    def warm_start(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Start from the encoder of a TabNet pretraining run (``scapp pretrain --method tabnet``; issue 13)."""
+        from scapp.models.ssl import load_tabnet_encoder
+
+        return load_tabnet_encoder(self.net, state)

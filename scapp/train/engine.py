@@ -61,7 +61,11 @@ class TrainRequest:
     genes_from: str | None = None
     """What ``genes`` were taken from (the query's file name), for the run's notes."""
     parent: str | None = None
-    """Folder (absolute path) of the run this one was retrained from; None for a run trained from scratch."""
+    """Folder (absolute path) of the run this one was retrained or fine-tuned from; None for a run trained from
+    scratch."""
+    from_run: str | None = None
+    """Folder (absolute path) of a pretraining run whose encoder this run starts from (``--from``): the run is
+    trained on that run's genes and preprocessing, with its layer widths (``scapp.train.pretrain``)."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainRequest:
@@ -270,6 +274,20 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     model_cls = spec.load()
     cfg_dict = dict(req.model_config)
     known = model_cls.Config.__dataclass_fields__
+    pre = None
+    pre_notes: list[str] = []
+    if req.from_run:  # fine-tune from a pretraining run: its genes, recipe and layer widths
+        from scapp.train.pretrain import load_pretraining
+
+        if req.genes is not None:
+            raise InputError("A run started from a pretraining run uses that run's genes; it cannot also be "
+                             "restricted to a query's genes.")
+        pre = load_pretraining(req.from_run)
+        for k, v in pre.architecture.items():
+            if k in known:
+                if k in cfg_dict and cfg_dict[k] != v:
+                    pre_notes.append(f"{k} set to the pretraining run's {v} (asked: {cfg_dict[k]}).")
+                cfg_dict[k] = v
     if req.epochs is not None and "max_epochs" in known:
         cfg_dict["max_epochs"] = req.epochs
     if "seed" in known:
@@ -278,7 +296,7 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     pp = {**model_cls.preprocess_defaults, **req.preprocess}
     if caps.needs_raw_counts:
         pp["output"] = "counts"
-    pp_cfg = PreprocessConfig.from_dict(pp)
+    pp_cfg = PreprocessConfig.from_dict(pp) if pre is None else pre.recipe.config
     if caps.needs_labels and not req.label:
         raise InputError(f"{spec.title} needs a label column (cell types); name one with --label.")
     if req.protein_key and "protein" not in caps.modalities:
@@ -310,20 +328,30 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     X = get_matrix(adata, req.layer)
     check_genes(adata.var_names, what="The training data")
     check_counts(X, what="The training data")
+    if pre is not None:  # the pretraining run's genes, in its order; genes it does not know are left out
+        from scapp.data.align import align_genes
+
+        X, overlap = align_genes(X, adata.var, pre.genes)
+        pre_notes.insert(0, f"Started from pretraining run {pre.id} ({pre.method or 'ssl'}): this file has "
+                            f"{overlap.n_shared:,} of its {overlap.n_model_genes:,} genes ({overlap.frac_shared:.0%});"
+                            " the others are zero here.")
     if req.label:
         codes, classes, labelled = get_labels(adata, req.label)
     else:  # a method that learns without labels, and none given
         codes, classes, labelled = np.full(adata.n_obs, -1), [], np.zeros(adata.n_obs, bool)
     use = labelled | (not caps.needs_labels)
-    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells) & use
-    notes: list[str] = []
+    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells or pre is not None) & use
+    notes: list[str] = list(pre_notes)
+    if pre is not None and (~keep & use).any():
+        notes.append(f"{int((~keep & use).sum()):,} cells with no counts in the pretraining run's genes were left "
+                     "out.")
     if (~labelled).any():
         notes.append(f"{int((~labelled).sum()):,} cells without a label were left out of training."
                      if caps.needs_labels else
                      f"{int((~labelled).sum()):,} cells without a label are used for training but never scored.")
     if req.drop_empty_cells and (~keep & use).any():
         notes.append(f"{int((~keep & use).sum()):,} cells with zero counts were left out.")
-    genes = adata.var_names.astype(str).tolist()
+    genes = adata.var_names.astype(str).tolist() if pre is None else list(pre.genes)
     n_restricted = None
     if req.genes is not None:  # a retrain on the genes a query shares with the parent run
         cols = restrict_genes(genes, req.genes, req.data)
@@ -362,7 +390,7 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     notes += split.notes
     for n in split.notes:
         log.warning("%s", n)
-    recipe = Recipe.fit(X, genes, pp_cfg, train_idx=split.train)
+    recipe = Recipe.fit(X, genes, pp_cfg, train_idx=split.train) if pre is None else pre.recipe
     Xp = recipe.transform(X[:, pd.Index(genes).get_indexer(recipe.genes)] if recipe.dropped_genes else X)
     store.write_genes(recipe.genes)
     store.write_labels(classes, req.label)
@@ -377,6 +405,8 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
         Xp, features = stack(Xp, prot.transform(protein)), recipe.features + prot.features
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
+    if pre is not None:
+        model.fit_info["warm_start"] = {"run": pre.id, "method": pre.method, **model.warm_start(pre.state)}
     max_epochs = getattr(model_cfg, "max_epochs", 1)
     reporter = _Reporter(run, max_epochs, within, clock)
     n_detected = timing.effective_genes(X)  # what the run's cost scales with (and the Model page estimates with)
