@@ -230,7 +230,7 @@ def auto_batch_size(n_train: int) -> int:
     small batches: 1 % of a 3k-cell reference is ~20 cells)."""
     if n_train <= 0:
         return 16
-    return int(min(256, max(16, 2 ** int(round(math.log2(max(n_train / 50, 1)))))))
+    return min(256, max(16, 2 ** round(math.log2(max(n_train / 50, 1)))))
 
 
 class _Classifier(nn.Module):

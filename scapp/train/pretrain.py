@@ -90,12 +90,12 @@ class CellSource:
         if p.is_file() and p.name.lower().endswith(".h5ad") and orientation != "genes_x_cells":
             import anndata as ad
 
-            from scapp.data.io import _h5_top_keys  # noqa: PLC2701 - the same checks as a full read
+            from scapp.data.io import _h5_top_keys  # the same header checks as a full read
 
             _h5_top_keys(p, "h5ad", "Write it again with anndata (adata.write_h5ad).")
             try:
                 self._adata = ad.read_h5ad(p, backed="r")
-            except Exception as e:  # noqa: BLE001 - any failure to open is a file the user must fix
+            except Exception as e:
                 raise InputError(f"Could not open {p.name} as an .h5ad file ({type(e).__name__}: {e}).") from e
             adata = self._adata
         else:
@@ -175,7 +175,7 @@ def _scan(req: PretrainRequest, candidate: list[str], sources: list[CellSource],
                 raise InputError(f"None of the cells named for {Path(path).name} are in it.")
         selected.append(np.asarray(sel))
     n_sel = sum(int(s.sum()) for s in selected)
-    n_valid = min(req.max_valid_cells, int(round(req.valid_frac * n_sel))) if n_sel >= 20 else 0
+    n_valid = min(req.max_valid_cells, round(req.valid_frac * n_sel)) if n_sel >= 20 else 0
     flat = rng.choice(n_sel, size=n_valid, replace=False) if n_valid else np.zeros(0, np.int64)
     is_valid: list[np.ndarray] = []
     offset = 0
