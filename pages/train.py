@@ -53,7 +53,9 @@ if not active and len(table):
 
 @st.fragment(run_every=1.0)
 def progress(run: Path) -> None:
+    from scapp.models.registry import curve_panels
     from scapp.viz import training_curves
+    from scapp.viz.training import curve_help
 
     st_ = runs.read_status(run) or {}
     state = st_.get("state", "?")
@@ -81,7 +83,11 @@ def progress(run: Path) -> None:
     hist = pd.DataFrame(curve_of.epochs())
     if curve_of is not store:
         st.caption(f"Training curves of member **{curve_of.id}** ({len(members)} member run(s) so far).")
-    show_figure(training_curves(hist), key="train-curves", name=f"{curve_of.id}-training", data=hist)
+    panels = curve_panels((curve_of.config(missing_ok=True) or {}).get("model"))  # what the method logs per epoch
+    show_figure(training_curves(hist, panels=panels), key="train-curves", name=f"{curve_of.id}-training", data=hist)
+    notes = curve_help(panels, hist)
+    if notes:
+        st.caption("  \n".join(notes))
     if state in ("finished", "cancelled") and members:
         from scapp.evaluate.compare import ensemble_members_table
         from scapp.viz import ensemble_members_bars

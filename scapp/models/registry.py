@@ -60,6 +60,25 @@ class Capabilities:
 
 
 @dataclass(frozen=True)
+class CurvePanel:
+    """One panel of a method's training chart: per-epoch history columns (``RunStore.epochs()``) against epoch.
+
+    A method declares its panels in ``ModelSpec.curves`` so the Train and Explore pages draw what it logs (ZiPo:
+    likelihood and rate error, no accuracy) without knowing its name; ``scapp.viz.training_curves`` draws them.
+    """
+
+    title: str
+    series: tuple[tuple[str, str], ...]
+    """``(history column, legend name)``; a column the history lacks is skipped, a panel with none is dropped."""
+    y_title: str = ""
+    log_y: bool = False
+    unit_range: bool = False
+    """True: scores between 0 and 1 (the axis is fixed to [0, 1])."""
+    help: str = ""
+    """One plain sentence saying what the curve means, shown under the chart."""
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One method: its class, what the Model page says about it, its presets and its capabilities."""
 
@@ -85,6 +104,8 @@ class ModelSpec:
     timing_drivers: dict[str, Any] = field(default_factory=dict)
     """Phase → f(options, n_cells) its cost is proportional to, for options set by hand."""
     gpu_speedup: float = 1.0
+    curves: tuple[CurvePanel, ...] = ()
+    """Its training chart's panels; empty: a classifier's loss and validation accuracy / macro-F1."""
     trainable: bool = True
     """False: made from finished runs (``scapp ensemble``, the Compare page), not offered by ``scapp train`` or the
     Model page."""
@@ -128,6 +149,13 @@ def get_spec(name: str) -> ModelSpec:
 def get_model_class(name: str) -> type[ScappModel]:
     """The class of ``name``; a method not built yet gets a clear 'not yet' message."""
     return get_spec(name).load()
+
+
+def curve_panels(name: str | None) -> tuple[CurvePanel, ...]:
+    """The training-chart panels a method declares (``ModelSpec.curves``); empty for an unknown or unset name
+    (the chart then shows a classifier's loss and scores)."""
+    spec = REGISTRY.get(name) if name else None
+    return spec.curves if spec is not None else ()
 
 
 def available() -> tuple[str, ...]:
@@ -300,6 +328,22 @@ register(ModelSpec(
                                "128-64-128 on normalized log input, without zero inflation or sparse weights.")},
     main_options=("max_epochs", "likelihood", "alpha_z", "alpha_w", "latent", "early_stopping_patience"),
     explain_heading="**Gene programs** (genes each first-layer unit reads)",
+    curves=(
+        CurvePanel("Negative log-likelihood (NLL)", (("train_nll", "train"), ("valid_nll", "validation")),
+                   y_title="NLL",
+                   help=("Negative log-likelihood: how surprising the observed counts are under the model, per "
+                         "cell and gene; lower is better. Validation rising while train falls is over-fitting.")),
+        CurvePanel("Rate error (MSE)", (("train_rate_mse", "train"), ("valid_rate_mse", "validation")),
+                   y_title="mean squared error", log_y=True,
+                   help="Mean squared difference between the predicted expected counts and the observed counts."),
+        CurvePanel("Mean zero-inflation probability", (("train_zero_prob", "train"),
+                                                       ("valid_zero_prob", "validation")),
+                   y_title="mean z",
+                   help=("The model's average chance that a zero is a technical dropout rather than no "
+                         "expression; α_z pulls it down.")),
+        CurvePanel("Learning rate", (("lr", "learning rate"),), y_title="learning rate", log_y=True,
+                   help="Decays each epoch, then drops when the validation loss stops improving."),
+    ),
     # measured on the demo (2,638 cells × 2,000 genes), 2 cores, CPU lock held (bench/estimates.py --calibrate).
     # ZiPo reads every gene of the file, detected or not: on a whole transcriptome (pbmc4k, 33,694 genes) the
     # fast preset ran 8.4 s per epoch (bench/RESULTS.md, issue 12)
