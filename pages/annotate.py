@@ -12,6 +12,8 @@ from pages._ui import choose_run, chosen_file, load, runs_root, show_error, show
 from scapp.data.validate import UNASSIGNED
 from scapp.errors import ScappError
 
+DENOISED_DOWNLOAD_LIMIT = 2 * 2**30  # bytes of denoised layers served through the browser; larger: the CLI
+
 st.title("Annotate")
 run = choose_run(key="annotate-run")
 if run is None:
@@ -112,6 +114,29 @@ if not rep.ok:
         st.info(offer.reason)
     st.stop()
 
+caps = loaded.capabilities
+if not caps.classifies:  # e.g. a ZiPo run trained without labels: it embeds and denoises, it names no cell type
+    from scapp.annotate import h5ad_bytes
+    from scapp.denoise import write_denoised
+
+    lab = ", ".join(loaded.denoised_layers)
+    why = "was trained without labels" if loaded.spec.capabilities.classifies else "does not classify cells"
+    st.info(f"Run **{run.name}** ({loaded.config['model']}) {why}, so it cannot name the cell "
+            "types of a query. " + (f"It can denoise the query's counts: the file below is the query with the "
+                                    f"denoised counts as layers ({lab}) and the cells' position in the model's "
+                                    "latent space (obsm). To annotate, train it again with a label column."
+                                    if caps.denoises else "Train a run with a label column to annotate."))
+    if caps.denoises:
+        size = loaded.denoised_bytes(qc.n_cells, adata.n_vars)
+        st.caption(f"About {size / 2**20:,.0f} MB of denoised counts ({qc.n_cells:,} cells × {adata.n_vars:,} genes "
+                   f"× 4 bytes × {len(loaded.denoised_layers)} layers); genes the model does not read are left "
+                   f"empty. For large files: `scapp denoise {run} QUERY --genes query --out denoised.h5ad`.")
+        st.download_button(
+            "Download denoised h5ad", lambda: h5ad_bytes(lambda f: write_denoised(loaded, adata, f, genes="query")),
+            file_name=f"{Path(path).stem}-scapp-denoised.h5ad", key="annotate-dl-denoised", on_click="ignore",
+            icon=":material/download:", disabled=qc.input_kind != "counts" or size > DENOISED_DOWNLOAD_LIMIT)
+    st.stop()
+
 if st.button("Predict", type="primary", key="annotate-go", disabled=qc.input_kind != "counts"):
     from scapp.annotate import annotate
 
@@ -159,15 +184,31 @@ def _csv_bytes() -> bytes:
     return table.to_csv(index=False).encode()
 
 
-def _h5ad_bytes() -> bytes:
-    """The annotated query, with the UMAP when it has been computed by the time of the click."""
-    import tempfile
+with_denoised = False
+if caps.denoises:  # the method predicts the counts behind the zeros: offer them in the annotated file
+    size = loaded.denoised_bytes(len(ann.cell_ids), adata.n_vars)
+    too_big = size > DENOISED_DOWNLOAD_LIMIT
+    with_denoised = st.checkbox(
+        f"Add denoised counts (layers {', '.join(loaded.denoised_layers)})", key=f"annotate-denoised-{run.name}",
+        disabled=too_big, help="The model's expected count of every gene in every cell (and, zero-inflated, the "
+                               "share that is not a technical zero), for the query's genes; genes the model does "
+                               "not read are left empty (NaN)") and not too_big
+    mb = f"{size / 2**20:,.0f} MB ({len(ann.cell_ids):,} cells × {adata.n_vars:,} genes × 4 bytes × " \
+         f"{len(loaded.denoised_layers)} layers)"
+    if too_big:
+        st.caption(f"The denoised counts would add {mb}: too large to download from the browser. Write them to disk "
+                   f"with `scapp predict {run} QUERY --out annotated.h5ad --denoised`.")
+    elif with_denoised:
+        st.warning(f"The annotated h5ad grows by about {mb}.", icon=":material/database:")
 
-    out = ann.to_adata(adata, umap=job.coords() if job.state()[0] == "ready" else None)
-    with tempfile.TemporaryDirectory() as tmp:
-        f = Path(tmp) / "annotated.h5ad"
-        out.write_h5ad(f)
-        return f.read_bytes()
+
+def _h5ad_bytes() -> bytes:
+    """The annotated query, with the UMAP when it has been computed by the time of the click (and the denoised
+    layers when asked for, written a block of cells at a time)."""
+    from scapp.annotate import h5ad_bytes, write_annotated
+
+    umap = job.coords() if job.state()[0] == "ready" else None
+    return h5ad_bytes(lambda f: write_annotated(ann, loaded, adata, f, umap=umap, denoised=with_denoised))
 
 
 d1, d2, _ = st.columns([1, 1, 2])
@@ -177,7 +218,8 @@ d1.download_button("Download CSV", _csv_bytes, file_name=f"{qname}-scapp.csv", m
 d2.download_button("Download annotated h5ad", _h5ad_bytes, file_name=f"{qname}-scapp.h5ad", on_click="ignore",
                    key="annotate-dl-h5ad", icon=":material/download:", width="stretch",
                    help="The query with obs scapp_label, scapp_confidence, scapp_unassigned (and the map once "
-                        "computed); existing columns are never overwritten")
+                        "computed" + (", the denoised layers" if with_denoised else "") + "); existing columns are "
+                        "never overwritten")
 
 colors = class_colors(loaded.classes)
 left, right = st.columns([3, 2])

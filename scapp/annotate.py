@@ -7,6 +7,7 @@ user's AnnData; it takes one as an argument when writing back.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +23,7 @@ from scapp.data.preprocess import Recipe
 from scapp.data.validate import UNASSIGNED, check_counts, empty_cells, get_matrix
 from scapp.errors import RunError
 from scapp.evaluate.calibration import DEFAULT_THRESHOLD, softmax
-from scapp.models.registry import Explanation, ModelSpec, config_from_dict, get_spec
+from scapp.models.registry import Capabilities, Explanation, ModelSpec, config_from_dict, get_spec
 
 
 @dataclass
@@ -46,6 +47,27 @@ class LoadedRun:
     @property
     def spec(self) -> ModelSpec:
         return get_spec(self.config["model"])
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this run does: a label-optional method (ZiPo) trained without labels embeds and denoises but
+        does not classify."""
+        return self.spec.capabilities.for_run(self.config.get("label"))
+
+    @cached_property
+    def denoised_layers(self) -> tuple[str, ...]:
+        """The layers ``scapp.denoise.write_denoised`` adds for this run: ``scapp_denoised`` and, for a
+        zero-inflated model, ``scapp_denoised_nonzero``; empty for a run that does not denoise."""
+        if not self.capabilities.denoises:
+            return ()
+        import scipy.sparse as sp
+
+        probe = self.model.denoise_batch(sp.csr_matrix((1, len(self.recipe.features)), dtype=np.float32))
+        return ("scapp_denoised",) + (("scapp_denoised_nonzero",) if probe.zero_prob is not None else ())
+
+    def denoised_bytes(self, n_cells: int, n_genes: int) -> int:
+        """Size of the denoised layers on ``n_cells`` × ``n_genes`` (float32, one array per layer, uncompressed)."""
+        return int(n_cells) * int(n_genes) * 4 * len(self.denoised_layers)
 
     @property
     def threshold(self) -> float:
@@ -160,10 +182,11 @@ class Annotation:
         return lab.value_counts().rename_axis("label").reset_index(name="cells")
 
     def to_adata(self, adata: ad.AnnData, *, prefix: str = "scapp_", copy: bool = True,
-                 umap: np.ndarray | None = None) -> ad.AnnData:
+                 umap: np.ndarray | None = None, embedding: bool = True) -> ad.AnnData:
         """Write labels, confidence, unassigned flag, latent and provenance into AnnData.
 
-        Writes ``obs[prefix+'label'|'confidence'|'unassigned']``, ``obsm['X_scapp_<model>']``,
+        Writes ``obs[prefix+'label'|'confidence'|'unassigned']``, ``obsm['X_scapp_<model>']`` (unless
+        ``embedding`` is False: the denoised file writes the same latent itself),
         ``obsm['X_umap']`` when the map ``umap`` (cells × 2) is given, and ``uns['scapp']``.
         An existing column is never overwritten: a numbered suffix is added.
         """
@@ -178,7 +201,7 @@ class Annotation:
             col = _free_name(out.obs.columns, prefix + key)
             out.obs[col] = values
             names[key] = col
-        if self.embedding is not None:
+        if embedding and self.embedding is not None:
             out.obsm[_free_name(list(out.obsm.keys()), f"X_scapp_{self.model}")] = self.embedding
         if umap is not None:
             if len(umap) != out.n_obs:
@@ -236,6 +259,49 @@ def _free_name(existing: Any, name: str) -> str:
     return f"{name}_{i}"
 
 
+def cannot_annotate(run: LoadedRun) -> str:
+    """Why a run cannot label cells, and what it can do instead (a ZiPo run trained without labels)."""
+    caps = run.capabilities
+    why = ("was trained without labels" if run.spec.capabilities.classifies and not run.config.get("label")
+           else "does not classify cells")
+    msg = f"Run {run.run_id} ({run.config['model']}) {why}, so it cannot name the cell types of a query."
+    if caps.denoises:
+        msg += (f" It can denoise its counts and place its cells in its latent space: "
+                f"scapp denoise {run.path} QUERY --out denoised.h5ad.")
+    elif caps.embeds:
+        msg += " It can place the query's cells in its latent space."
+    return msg
+
+
+def write_annotated(ann: Annotation, run: LoadedRun, adata: ad.AnnData, out: str | os.PathLike, *,
+                    umap: np.ndarray | None = None, denoised: bool = False, layer: str | None = None,
+                    min_frac: float = 0.5, min_shared: int = 250) -> Path:
+    """Write the annotated query (``Annotation.to_adata``) to ``out``; ``denoised``: with the run's denoised
+    layers too (``scapp_denoised``, ``scapp_denoised_nonzero``: the query's genes, NaN for genes the run does not
+    model), plus the per-cell library and zero-inflation columns of ``scapp denoise``. The layers are computed and
+    written a block of cells at a time (``scapp.denoise.write_denoised``), never as one dense array in memory.
+    """
+    out = Path(out)
+    if not denoised:
+        runs.write_atomic(out, ann.to_adata(adata, umap=umap).write_h5ad)
+        return out
+    from scapp.denoise import write_denoised
+
+    labelled = ann.to_adata(adata, umap=umap, embedding=False)  # write_denoised adds the latent (the same one)
+    write_denoised(run, labelled, out, layer=layer, genes="query", min_frac=min_frac, min_shared=min_shared)
+    return out
+
+
+def h5ad_bytes(write: Callable[[Path], Any]) -> bytes:
+    """The bytes of a file made by ``write(path)`` in a temporary folder: what a download button serves."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        f = Path(tmp) / "out.h5ad"
+        write(f)
+        return f.read_bytes()
+
+
 def check_query(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None,
                 min_frac: float = 0.5, min_shared: int = 250) -> GeneOverlap:
     """The overlap report alone (no prediction), e.g. for a panel before predicting."""
@@ -252,9 +318,8 @@ def annotate(run: LoadedRun, adata: ad.AnnData, *, layer: str | None = None, thr
     ``threshold`` None: the run's own unknown-cell threshold (chosen before training). Cells with
     zero counts over the model's genes get confidence 0, so they are Unassigned.
     """
-    if not run.spec.capabilities.classifies:
-        msg = f"Run {run.run_id} ({run.config['model']}) does not classify cells; it cannot annotate a query."
-        raise RunError(msg)
+    if not run.capabilities.classifies:
+        raise RunError(cannot_annotate(run))
     X = get_matrix(adata, layer)
     check_counts(X, what="The query", layer_hint=True)
     counts, report = align_genes(X, adata.var, run.recipe.genes, important_genes=run.important_genes,

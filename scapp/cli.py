@@ -238,8 +238,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     if a.threshold is not None and not 0 <= a.threshold <= 1:
         raise InputError(f"--threshold is a probability between 0 and 1, not {a.threshold}.")
+    if a.denoised and not a.out:
+        raise InputError("--denoised adds layers to the annotated h5ad: give it with --out annotated.h5ad.")
     device = resolve_device(a.device)  # --device cuda without a GPU: a clear error, not a torch traceback
     run = load_run(a.run, device=str(device))
+    if a.denoised and not run.capabilities.denoises:
+        from scapp.models.registry import REGISTRY
+
+        which = ", ".join(n for n, s in REGISTRY.items() if s.capabilities.denoises and s.available)
+        raise InputError(f"--denoised: run {run.run_id} ({run.config['model']}) does not denoise counts; "
+                         f"methods that do: {which}.")
     adata, _ = load_dataset(a.query, orientation=a.orientation)
     try:
         res = annotate(run, adata, layer=a.layer, threshold=a.threshold, min_frac=a.min_frac,
@@ -264,8 +272,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
         runs.write_table(Path(a.csv), res.to_table())
         print(Path(a.csv).resolve())
     if a.out:
-        out = res.to_adata(adata)
-        runs.write_atomic(Path(a.out), out.write_h5ad)
+        from scapp.annotate import write_annotated
+
+        write_annotated(res, run, adata, a.out, denoised=a.denoised, layer=a.layer, min_frac=a.min_frac,
+                        min_shared=a.min_shared)  # the denoised layers are streamed a block of cells at a time
         print(Path(a.out).resolve())
     if not a.csv and not a.out:
         print(res.to_table().to_csv(index=False), end="")
@@ -476,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--label-map", metavar="FILE.json",
                    help="with --check-labels: {given label: model class, [classes] or \"(ignore)\"} for names "
                         "not matched automatically")
+    r.add_argument("--denoised", action="store_true",
+                   help="with --out, runs whose method denoises (ZiPo): also write the denoised counts as layers "
+                        "scapp_denoised and scapp_denoised_nonzero (query genes; NaN where the run has no model; "
+                        "cells x genes x 4 bytes per layer)")
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(func=cmd_predict)
 

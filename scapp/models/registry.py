@@ -305,12 +305,13 @@ register(ModelSpec(
     paper=("Sharifitabar, Kazempour, Razavian, Sajedi, Solhjoo & Zare, ZiPo: a deep neural network to de-noise "
            "single-cell RNA sequencing data, IEEE Trans. Comput. Biol. Bioinform. 22(6):2341–2352, 2025 "
            "(doi:10.1109/TCBBIO.2025.3572783)"),
-    about=("Learns what each cell's true expression is behind its zeros. From the raw counts it predicts, for "
-           "every gene, an expected count (denoised expression) and the chance that a zero is a technical "
-           "dropout, plus each cell's library size. Its first layer is pushed to read few genes per unit, so "
-           "each unit is a small, readable gene program. No labels needed; given a label column it also "
-           "annotates cells from its latent space (a logistic regression, scored like every method). Needs raw "
-           "counts."),
+    about=("Estimates the true expression behind each cell's zeros. From the raw counts it predicts, for every "
+           "gene in every cell, an expected count (the denoised expression) and the chance that a zero is a "
+           "technical dropout rather than a gene that is off, plus each cell's sequencing depth. Each unit of its "
+           "first layer is pushed to read only a few genes, so it is a small gene program you can read. Needs no "
+           "labels; given a cell-type column it also annotates cells from its compact summary of each cell (a "
+           "simple linear classifier, scored like the other methods; the paper makes no annotation claim). Needs "
+           "raw counts; the paper's network is slow on a CPU (use the fast preset, or a GPU)."),
     capabilities=Capabilities(classifies=True, embeds=True, denoises=True, needs_raw_counts=True,
                               needs_labels=False),
     presets={"fast": {"encoder_widths": [512, 256, 128], "latent": 64, "max_epochs": 150,
