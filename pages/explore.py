@@ -26,7 +26,7 @@ if run is None:
 def _tables(run_dir: str, stamp: str) -> dict:
     r = runs.RunStore(run_dir)
     config = r.config()
-    classifies = get_spec(config["model"]).capabilities.classifies
+    classifies = get_spec(config["model"]).capabilities.for_run(config.get("label")).classifies
     pred = r.predictions()
     if not classifies:  # an embedding-only run: colour the map by the labels it had, if any
         pred = pred.assign(true=pred["true"].fillna("(unlabelled)"), pred="—", confidence=np.nan)
@@ -102,7 +102,7 @@ except ScappError as e:
     st.stop()
 m = t["metrics"]
 spec = get_spec(t["config"]["model"])
-caps = spec.capabilities
+caps = spec.capabilities.for_run(t["config"].get("label"))  # a label-optional classifier trained without labels
 test = m.get("test") or {}
 classes = m["classes"] or sorted(set(t["pred"]["true"]))
 from scapp.viz import (  # noqa: E402
@@ -124,12 +124,10 @@ def _map_size(n_all: int) -> int:
     return int(st.session_state.get(f"explore-map-n-{run.name}") or min(DISPLAY_CELLS, n_all))
 
 
-def _draw_map(n_map: int, what: str, *, key: str, height: int = 640, captions: bool = True) -> None:
-    """The run's map of ``n_map`` sampled cells coloured by ``what``, the selected confusion cell's cells
-    highlighted: the stored UMAP, or, while it is computed in the background (or if it failed), the PCA of the same
-    cells at once, labelled as such."""
-    pred = t["pred"]
-    n_all = len(pred)
+def _map_coords(n_map: int, *, key: str) -> tuple[np.ndarray, np.ndarray, str, str] | None:
+    """``(index, coords, method, note)`` of the run's map of ``n_map`` sampled cells (rows of the predictions): the
+    stored UMAP, or, while it is computed in the background (or if it failed), the PCA of the same cells at once.
+    None (with the error shown) when the stored map cannot be read."""
     map_state, map_error = store.cell_map_state(n_map)
     if map_state == "missing":
         from scapp.train.job import start_cell_map
@@ -141,20 +139,31 @@ def _draw_map(n_map: int, what: str, *, key: str, height: int = 640, captions: b
             cmap = _cell_map(str(run), n_map, store.cell_map_path(n_map).stat().st_mtime)
         except ScappError as e:
             show_error(e)
-            return
-        idx, coords, method, note = cmap["index"], cmap["umap"], "UMAP", ""
+            return None
+        return cmap["index"], cmap["umap"], "UMAP", ""
+    if map_state == "failed":
+        st.error(map_error, icon=":material/error:")
+        if st.button("Try again", key="explore-map-retry" if key == "explore-umap" else f"{key}-retry"):
+            store.clear_cell_map_error(n_map)
+            st.rerun()
+        note = " (the UMAP failed)"
     else:
-        if map_state == "failed":
-            st.error(map_error, icon=":material/error:")
-            if st.button("Try again", key="explore-map-retry" if key == "explore-umap" else f"{key}-retry"):
-                store.clear_cell_map_error(n_map)
-                st.rerun()
-            note = " (the UMAP failed)"
-        else:
-            _wait_for_map(run, n_map)
-            note = " — UMAP computing…"
-        pca = _pca_map(str(run), n_map, stamp)
-        idx, coords, method = pca["index"], pca["pca"], "PCA"
+        _wait_for_map(run, n_map)
+        note = " — UMAP computing…"
+    pca = _pca_map(str(run), n_map, stamp)
+    return pca["index"], pca["pca"], "PCA", note
+
+
+def _draw_map(n_map: int, what: str, *, key: str, height: int = 640, captions: bool = True) -> None:
+    """The run's map of ``n_map`` sampled cells coloured by ``what``, the selected confusion cell's cells
+    highlighted: the stored UMAP, or, while it is computed in the background (or if it failed), the PCA of the same
+    cells at once, labelled as such."""
+    pred = t["pred"]
+    n_all = len(pred)
+    got = _map_coords(n_map, key=key)
+    if got is None:
+        return
+    idx, coords, method, note = got
     sub = pred.iloc[idx].reset_index(drop=True)
     sampled = len(idx) < n_all
     selected = st.session_state.get("explore-selected") or []
@@ -212,6 +221,7 @@ for note in m.get("notes", []):
 # One view at a time: only the chosen view's figures are built and sent (st.tabs would render them all).
 # Which views a run has follows its method's declared capabilities, never its name.
 VIEWS = [v for v, ok in (("Per class", caps.classifies), ("Cell map", caps.classifies or caps.embeds),
+                         ("Denoising", caps.denoises), ("Gene programs", caps.denoises),
                          ("Calibration", caps.classifies), ("Training", not caps.classifies),
                          ("Members", caps.combines),
                          ("Explanations", caps.explain_kind is not None or caps.combines)) if ok]
@@ -492,3 +502,243 @@ if view == "Explanations":
             show_error(e)
     else:
         _explanations(store, spec.explain_heading, classes, t["genes"], test, t["per_class"], caps.explain_kind)
+
+
+# -- methods that denoise counts (capability ``denoises``): what the counts look like before and after --------------
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _loaded_run(run_dir: str, stamp: str):
+    """The run's model, ready to denoise (kept while the page shows this run)."""
+    from scapp.annotate import load_run
+
+    return load_run(run_dir)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _map_cells_input(run_dir: str, stamp: str, cells_key: str, _cell_ids: tuple[str, ...]):
+    """Raw counts of the run's genes for the map's cells, read once from the training file (``cells_key``: a digest
+    of the cells, so another sample reads again)."""
+    from scapp.explain.denoised import cells_input
+
+    return cells_input(_loaded_run(run_dir, stamp), list(_cell_ids))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _gene_on_map(run_id: str, gene: str, cells_key: str, run_dir: str, stamp: str,
+                 _cell_ids: tuple[str, ...]) -> pd.DataFrame:
+    """One gene raw and denoised in the map's cells: the model is run over these cells in blocks (streamed, never
+    the whole file), once per run, gene and sample."""
+    from scapp.denoise import gene_values
+
+    r = _loaded_run(run_dir, stamp)
+    return gene_values(r.model, _map_cells_input(run_dir, stamp, cells_key, _cell_ids), r.recipe.features, gene)
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _denoise_tables(run_dir: str, stamp: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    r = runs.RunStore(run_dir)
+    return r.denoise_cells(), r.denoise_genes()
+
+
+def _denoising_view() -> None:
+    """A gene raw vs denoised on the cell map, predicted vs observed library size, zero inflation per gene."""
+    import hashlib
+
+    from scapp.explain.denoised import (
+        GENE_MAP_CELLS,
+        SAMPLE_CELLS,
+        default_gene,
+        library_view,
+        sample_positions,
+        zero_inflation_view,
+    )
+    from scapp.viz.denoise import gene_raw_vs_denoised, library_size_scatter, zero_inflation_scatter
+
+    cells, genes = _denoise_tables(str(run), stamp)
+    if cells is None or genes is None:
+        st.info("This run keeps no denoising summaries (trained before scapp saved them); train it again to see "
+                "them.")
+        return
+    st.markdown("The model predicts, for every gene of every cell, the **expected count behind the zeros** "
+                "(denoised expression `l·μ`: predicted library size × the gene's share) and the chance that a zero "
+                "is a technical dropout (zero inflation `z`). Pick a gene to see both on the cell map.")
+    by_expr = genes.sort_values("mean_count", ascending=False, kind="stable")["gene"].astype(str).tolist()
+    first = default_gene(genes)
+    zero_inflated = not genes["mean_zero_prob"].isna().all()
+    # a widget's state is dropped while another view is shown: the last choices are kept beside it
+    last_gene = st.session_state.get(f"explore-dn-gene-last-{run.name}", first)
+    c1, c2 = st.columns([2, 3])
+    gene = c1.selectbox("Gene (type to search)", by_expr, key=f"explore-dn-gene-{run.name}",
+                        index=by_expr.index(last_gene if last_gene in by_expr else first),
+                        help="Genes in order of mean count; the map opens on a well-expressed gene that is "
+                             "detected in some cells but not all.")
+    st.session_state[f"explore-dn-gene-last-{run.name}"] = gene
+    kinds = {"denoised rate l·μ": "denoised"}
+    if zero_inflated:
+        kinds["expected count (1 − z)·l·μ"] = "denoised_nonzero"
+    last_kind = st.session_state.get("explore-dn-kind-last")
+    shown = c2.radio("Denoised value", list(kinds), horizontal=True, key="explore-dn-kind",
+                     index=list(kinds).index(last_kind) if last_kind in kinds else 0,
+                     help="l·μ: the expression rate the model infers, as if no zero were a dropout. (1 − z)·l·μ: "
+                          "the count it expects to be measured, dropouts included.") or next(iter(kinds))
+    st.session_state["explore-dn-kind-last"] = shown
+    n_all = len(t["pred"])
+    n_map = _map_size(n_all)
+    got = _map_coords(n_map, key="explore-dn-map")
+    if got is not None:
+        idx, coords, method, note = got
+        keep = sample_positions(len(idx), GENE_MAP_CELLS)  # each gene runs the whole network over these cells
+        idx, coords = idx[keep], coords[keep]
+        ids = tuple(t["pred"]["cell_id"].astype(str).to_numpy()[idx])
+        ck = hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
+        try:
+            with st.spinner(f"Denoising {gene} in {len(ids):,} cells (once per gene; seconds, up to a minute for a "
+                            "whole transcriptome on a CPU)…"):
+                vals = _gene_on_map(run.name, gene, ck, str(run), stamp, ids)
+        except ScappError as e:
+            show_error(e)
+            vals = None
+        if vals is not None:
+            axes = ("UMAP 1", "UMAP 2") if method == "UMAP" else ("PC 1", "PC 2")
+            sub = t["pred"].iloc[idx].reset_index(drop=True)
+            hover = sub[["cell_id", "true"]].rename(columns={"cell_id": "cell", "true": "type"})
+            if (hover["type"] == "(unlabelled)").all():
+                hover = hover[["cell"]]
+            label = next(k for k, v in kinds.items() if v == kinds[shown])
+            fig = gene_raw_vs_denoised(coords, vals["raw"].to_numpy(), vals[kinds[shown]].to_numpy(), gene=gene,
+                                       denoised_label=label, axis_labels=axes, hover=hover,
+                                       title=f"{gene}: raw vs denoised on the {method}{note}")
+            show_figure(fig, key="explore-dn-gene", name=f"{run.name}-{gene}-raw-vs-denoised",
+                        data=vals.assign(cell_id=list(ids), **{f"{method.lower()}1": coords[:, 0],
+                                                               f"{method.lower()}2": coords[:, 1]}))
+            sampled = len(ids) < n_all
+            st.caption(("" if not sampled else f"Computed on **{len(ids):,} of the run's {n_all:,} cells** (a sample "
+                        "of the cells on the map: the gene is denoised for these cells only). ")
+                       + "Both maps share one colour scale (log(1 + count)), so equal colours are equal expression; "
+                       "a cell with a raw 0 that is coloured on the right is a zero the model reads as a dropout.")
+    st.divider()
+    lib = library_view(cells)
+    z, n_unseen = zero_inflation_view(genes)
+    c1, c2 = st.columns(2)
+    with c1:
+        title = f"Library size: predicted vs observed<br><sup>Pearson r of the logs = {lib.r_log:.3f}" \
+                f" over {lib.n_cells:,} cells</sup>" if lib.r_log is not None else "Library size: predicted vs observed"
+        show_figure(library_size_scatter(lib.cells, r_log=lib.r_log, n_total=lib.n_cells, title=title),
+                    key="explore-dn-lib", name=f"{run.name}-library-size", data=lib.cells)
+        per = ", ".join(f"{k} {v:.3f}" for k, v in lib.r_log_split.items() if v is not None)
+        st.caption("The model predicts each cell's library size from its latent code, with no loss term of its own: "
+                   f"agreement means the code captured sequencing depth. r per split: {per}."
+                   + (f" {lib.n_cells:,} cells, {SAMPLE_CELLS:,} drawn at random." if lib.n_cells > SAMPLE_CELLS
+                      else "")
+                   + (f" {lib.n_empty:,} cells without counts are left out." if lib.n_empty else ""))
+    with c2:
+        show_figure(zero_inflation_scatter(z, highlight=[gene],
+                                           title="Zero inflation per gene<br><sup>against mean expression</sup>"),
+                    key="explore-dn-zero", name=f"{run.name}-zero-inflation", data=z)
+        if zero_inflated:
+            st.caption(f"Mean over all {len(cells):,} cells of the probability that the gene's zero is a dropout. "
+                       + (f"{n_unseen:,} genes never seen in these cells are left out (no place on a log axis)."
+                          if n_unseen else ""))
+
+
+def _programs_view() -> None:
+    """First-layer sparsity and the gene programs (the genes each unit reads), searchable by gene."""
+    from scapp.explain.denoised import pruning_view
+    from scapp.explain.programs import (
+        LAYER_NAMES,
+        PAPER_LAYER,
+        layers,
+        program_genes,
+        program_summary,
+        unit_genes,
+        units_with_gene,
+    )
+    from scapp.viz.denoise import gene_program_bar, sparsity_histogram
+
+    pv = pruning_view(m)
+    if pv is None:
+        st.info("This run's first layer was not pruned (its preset keeps every weight), so it has no sparsity "
+                "histogram.")
+    else:
+        show_figure(sparsity_histogram(pv.edges, pv.counts, delta=pv.delta, sparsity=pv.sparsity),
+                    key="explore-gp-sparsity", name=f"{run.name}-sparsity",
+                    data=pd.DataFrame({"log10_from": pv.edges[:-1], "log10_to": pv.edges[1:], "weights": pv.counts}))
+        fmt = lambda v: "–" if v is None else f"{v:.4g}"
+        st.caption(f"Each first-layer neuron's weights divided by its largest |w|; those below δ were set to zero "
+                   f"after training: **{pv.sparsity:.1%}** of the weights"
+                   + (f", a median of {pv.genes_per_neuron_median:,.0f} genes left per neuron"
+                      if pv.genes_per_neuron_median is not None else "")
+                   + f". Validation NLL {fmt(pv.nll_before)} → {fmt(pv.nll_after)}, rate-MSE "
+                   f"{fmt(pv.rate_mse_before)} → {fmt(pv.rate_mse_after)} (before → after pruning). The paper reached "
+                   "about 98 % at α_w = 0.1 on a full run; a short run is far less sparse.")
+    programs = runs.RunStore(run).gene_programs()
+    if programs is None or not len(programs):
+        st.info("This run keeps no gene programs.")
+        return
+    have = layers(programs)
+    names = {"encoder": "First-layer units (the paper's gene programs)",
+             "latent": "Latent units (decoder weights)"}
+    layer = st.radio("Units", have, horizontal=True, key="explore-gp-layer",
+                     format_func=lambda k: names.get(k, k)) if len(have) > 1 else have[0]
+    unit_name = LAYER_NAMES.get(layer, f"{layer} unit")
+    if layer == PAPER_LAYER:
+        st.markdown("In the paper each first-layer unit is expected to stand for a pathway or an eigengene that reads "
+                    "only a small set of genes: the weight penalty makes these weights sparse. A unit's genes are "
+                    "its non-zero weights, strongest first.")
+    else:
+        st.markdown("Each latent unit's weights into the genes' share `log μ`: positive genes are raised in the "
+                    "denoised output when the unit is high. The paper makes no claim that these are sparse or "
+                    "readable; the first-layer units are its gene programs.")
+    summary = program_summary(programs, layer)
+    all_genes = program_genes(programs, layer)
+    c1, c2 = st.columns(2)
+    query = c1.selectbox("Search a gene", all_genes, index=None, key=f"explore-gp-search-{run.name}-{layer}",
+                         placeholder="Type a gene name…",
+                         help="Lists the units whose kept genes include it, where it weighs most first.")
+    units = summary["unit"].tolist()
+    hits = units_with_gene(programs, query, layer) if query else None
+    if hits is not None and len(hits):
+        units = hits["unit"].tolist() + [u for u in units if u not in set(hits["unit"])]
+    labels = dict(zip(summary["unit"], summary["top_genes"]))
+    unit = c2.selectbox(f"{unit_name.capitalize()}", units, key=f"explore-gp-unit-{run.name}-{layer}-{query}",
+                        format_func=lambda u: f"{u} · {labels.get(u, '')[:60]}")
+    if query:
+        if hits is None or not len(hits):
+            st.warning(f"No {unit_name} keeps {query} among its genes.")
+        else:
+            st.markdown(f"**{query}** is in **{len(hits)}** {unit_name}{'s' if len(hits) != 1 else ''}:")
+            cap = int(programs["rank"].max())  # genes kept per unit at most
+            st.dataframe(hits.assign(n_genes=[f"{n}+" if n >= cap else str(n) for n in hits["n_genes"]]),
+                         hide_index=True, width="stretch", height=min(38 + 35 * len(hits), 250),
+                         column_config=_columns(hits, unit=st.column_config.NumberColumn(unit_name),
+                                                rank=st.column_config.NumberColumn(f"rank of {query}"),
+                                                weight=st.column_config.NumberColumn("weight", format="%.3g"),
+                                                relative=st.column_config.NumberColumn("of the unit's largest",
+                                                                                       format="percent"),
+                                                n_genes=st.column_config.Column("genes kept"),
+                                                top_genes=st.column_config.Column("its strongest genes")))
+    if unit is not None:
+        ug = unit_genes(programs, unit, layer)
+        show_figure(gene_program_bar(ug, unit=int(unit), unit_name=unit_name, highlight=query),
+                    key="explore-gp-bar", name=f"{run.name}-{layer}-unit-{unit}", data=ug)
+    cap = int(programs["rank"].max())
+    with st.expander(f"All {len(summary):,} {unit_name}s and their strongest genes"):
+        st.dataframe(summary.assign(n_genes=[f"{n}+" if c else str(n) for n, c in zip(summary["n_genes"],
+                                                                                         summary["capped"])])
+                     .drop(columns="capped"), hide_index=True, width="stretch",
+                     column_config=_columns(summary, unit=st.column_config.NumberColumn(unit_name),
+                                            n_genes=st.column_config.Column("genes kept",
+                                                                            help=f"The run keeps at most {cap} "
+                                                                                 "genes per unit"),
+                                            top_genes=st.column_config.Column("strongest genes"),
+                                            top_relative=st.column_config.NumberColumn(
+                                                "weight of the last shown, of the largest", format="percent")))
+        st.download_button("Gene programs (CSV)", lambda: programs.to_csv(index=False),
+                           file_name=f"{run.name}-gene-programs.csv", mime="text/csv", key="explore-gp-dl",
+                           on_click="ignore")
+
+
+if view == "Denoising":
+    _denoising_view()
+
+if view == "Gene programs":
+    _programs_view()
