@@ -318,8 +318,10 @@ def worker_scale(n: int, epochs: int, device: str, base: str) -> dict[str, Any]:
 def cmd_scale(a: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     for n in a.sizes:
-        cmd = [sys.executable, __file__, "_scale_worker", str(n), str(a.epochs), a.device, a.base]
-        p = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # as a module from the repository root: run as a script, bench/ would come first on sys.path and a
+        # bench script named like a standard module (bench/ssl.py) would shadow it
+        cmd = [sys.executable, "-m", "bench.zipo", "_scale_worker", str(n), str(a.epochs), a.device, a.base]
+        p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
         if p.returncode != 0:
             print(p.stderr[-3000:])
             continue

@@ -13,6 +13,7 @@ from pages._ui import choose_run, show_error, show_figure
 from scapp import runs
 from scapp.errors import ScappError
 from scapp.models import get_spec
+from scapp.models.registry import curve_panels
 
 st.title("Explore")
 run = choose_run(key="explore-run")
@@ -257,11 +258,12 @@ if view == "Per class":
     else:
         st.session_state.pop("explore-selected", None)
     if len(t["history"]):
-        show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training",
-                    data=t["history"])
+        show_figure(training_curves(t["history"], panels=curve_panels(t["config"].get("model"))),
+                    key="explore-curves", name=f"{run.name}-training", data=t["history"])
 
 if view == "Training" and len(t["history"]):
-    show_figure(training_curves(t["history"]), key="explore-curves", name=f"{run.name}-training", data=t["history"])
+    show_figure(training_curves(t["history"], panels=curve_panels(t["config"].get("model"))), key="explore-curves",
+                name=f"{run.name}-training", data=t["history"])
 
 if view == "Cell map":
     n_all = len(t["pred"])
