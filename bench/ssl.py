@@ -201,6 +201,8 @@ def pretrain_run(s: Setup, arm: str, seed: int, a: argparse.Namespace, *, method
     tag = f"{s.task}_{s.data}_{arm}_{method}_s{seed}_e{a.pre_epochs}_p{a.pre_patience}_{a.preset}"
     if mask_rate is not None:
         tag += f"_m{mask_rate}"
+    if a.variant:
+        tag += f"_{a.variant}"
     run = Path(a.runs) / tag
     if (runs.read_status(run) or {}).get("state") == "finished":
         return run
@@ -211,6 +213,7 @@ def pretrain_run(s: Setup, arm: str, seed: int, a: argparse.Namespace, *, method
         mc = {**ssl_options(a.preset), "early_stopping_patience": a.pre_patience}
         if mask_rate is not None:
             mc["mask_rate"] = mask_rate
+    mc.update(a.pre_options)
     req = PretrainRequest(data=files, method=method, genes_of=s.ref.path, epochs=a.pre_epochs, device="cpu",
                           seed=seed, model_config=mc, cells=cells)
     if run.exists():
@@ -370,11 +373,12 @@ def run_task(task: str, data: str, a: argparse.Namespace, *, fractions: tuple[fl
             runs_of: dict[str, Path] = {}
 
             def todo(arm: str, frac: float | None, s: Setup = s, seed: int = seed, mr: float | None = mr) -> bool:
-                return (s.data, arm, seed, frac, json.dumps(cap, sort_keys=True), mr) not in done
+                label = arm + (f"+{a.variant}" if a.variant else "")
+                return (s.data, label, seed, frac, json.dumps(cap, sort_keys=True), mr) not in done
 
             def rec(arm: str, frac: float | None, lab: np.ndarray, val: np.ndarray, metrics: dict[str, Any],
                     s: Setup = s, seed: int = seed, mr: float | None = mr, **extra: Any) -> None:
-                r = {"task": task, "data": s.data, "arm": arm, "seed": seed, "fraction": frac, "mask_rate": mr,
+                r = {"task": task, "data": s.data, "arm": arm + (f"+{a.variant}" if a.variant else ""), "seed": seed, "fraction": frac, "mask_rate": mr,
                      "cap": cap, "n_labelled": int(lab.size), "n_valid": int(val.size),
                      "n_test": int(s.test_idx.size), "metrics": metrics, **extra, "machine": mach}
                 _append(task, r)
@@ -384,7 +388,7 @@ def run_task(task: str, data: str, a: argparse.Namespace, *, fractions: tuple[fl
                       f"acc {m.get('accuracy', 0):.3f}", flush=True)
 
             for arm in a.arms:
-                if arm in s.unavailable:
+                if arm.removeprefix("D_") in s.unavailable:
                     continue
                 for frac in fractions:
                     lab = label_subset(s.pool, s.ref.y, frac, seed)
@@ -512,15 +516,18 @@ ARM_NAMES = {"A": "A scratch", "B": "B pretrained: own training cells", "C": "C 
 
 
 def _arm_name(label: str) -> str:
-    if label.startswith("D_"):
-        src, _, head = label[2:].partition(" ")
-        return f"D frozen {ARM_NAMES.get(src, src).split(' ')[0]} encoder: {head}"
-    return ARM_NAMES.get(label, label)
+    label, _, head = label.partition(" ")
+    arm, _, variant = label.partition("+")
+    var = f" [{variant}]" if variant else ""
+    if arm.startswith("D_"):
+        src = arm[2:]
+        return f"D frozen {ARM_NAMES.get(src, src).split(' ')[0]}{var} encoder: {head}"
+    return ARM_NAMES.get(arm, arm) + var
 
 
 def _order(label: str) -> int:
     keys = ["A", "B", "C", "Cp", "D_B", "D_C", "D_Cp", "E_logreg", "E_logreg_hvg", "F_sims", "F_sims_tabnet"]
-    base = label.split(" ")[0]
+    base = label.split(" ")[0].split("+")[0]
     return keys.index(base) if base in keys else 99
 
 
@@ -545,16 +552,18 @@ def report_task(task: str, title: str) -> None:
         ex = next(r for r in recs if r["data"] == data)
         print(f"**{data}** ({ex['n_test']} test cells) — macro-F1, mean ± sd over seeds (n seeds)\n")
         cols = [(f, m) for m in mrs for f in fr]
-        head = [("labels " + (f"{f:.0%}" if f is not None else "")) + (f", mask {m}" if m is not None else "")
-                for f, m in cols]
-        print("| arm | " + " | ".join(head) + " |")
-        print("|---|" + "---|" * len(cols))
+        swept = mrs != [None]
+        print(("| arm | mask rate | " if swept else "| arm | ") + " | ".join(f"labels {f:.0%}" for f in fr) + " |")
+        print("|---|" + "---|" * (len(fr) + swept))
         for arm in arms:
-            cells = []
-            for f, m in cols:
-                v = rows.get((data, f, m, arm), [])
-                cells.append(f"{_ms([x['macro_f1'] for x in v])} ({len(v)})" if v else "–")
-            print(f"| {_arm_name(arm)} | " + " | ".join(cells) + " |")
+            for m in mrs:
+                cells = []
+                for f in fr:
+                    v = rows.get((data, f, m, arm), [])
+                    cells.append(f"{_ms([x['macro_f1'] for x in v])} ({len(v)})" if v else "–")
+                if swept and all(c == "–" for c in cells):
+                    continue
+                print(f"| {_arm_name(arm)} | " + (f"{m} | " if swept else "") + " | ".join(cells) + " |")
         if data in NO_AUX:
             print(f"\nArm C not available for {data}: {NO_AUX[data]}.")
         print(f"\n**{data}**: accuracy / balanced accuracy / F1 of the 3 rarest test classes\n")
@@ -576,9 +585,12 @@ def report_task(task: str, title: str) -> None:
             print("|---|---|---|---|---|")
             by_seed = {(r["arm"], r.get("fraction"), r.get("mask_rate"), r["seed"]): r["metrics"] for r in recs
                        if r["data"] == data and "macro_f1" in r["metrics"]}
-            for arm in ("B", "C", "Cp", "F_sims_tabnet"):
+            pre_arms = sorted({r["arm"] for r in recs if r["data"] == data and "macro_f1" in r["metrics"]
+                               and r["arm"].split("+")[0] in ("B", "C", "Cp", "F_sims_tabnet")},
+                              key=lambda x: (_order(x), x))
+            for arm in pre_arms:
                 for f, m in cols:
-                    ref = "F_sims" if arm == "F_sims_tabnet" else "A"
+                    ref = "F_sims" if arm.startswith("F_sims_tabnet") else "A"
                     d = [by_seed[(arm, f, m, sd)]["macro_f1"] - by_seed[(ref, f, m, sd)]["macro_f1"]
                          for sd in sorted({k[3] for k in by_seed}) if (arm, f, m, sd) in by_seed
                          and (ref, f, m, sd) in by_seed]
@@ -590,7 +602,7 @@ def report_task(task: str, title: str) -> None:
                     verdict = ("gain" if dv.mean() > sd_ else "loss" if -dv.mean() > sd_ else "≈ 0 (within sd)"
                                ) if dv.size > 1 else "1 seed"
                     print(f"| {_arm_name(arm)}{' (vs F SIMS scratch)' if ref != 'A' else ''} | {f:.0%} | "
-                          f"{_ms(d, '{:+.3f}')} | {refv.std(ddof=1) if refv.size > 1 else float('nan'):.3f} | "
+                          f"{dv.mean():+.3f} ± {dv.std(ddof=1) if dv.size > 1 else float('nan'):.3f} | {refv.std(ddof=1) if refv.size > 1 else float('nan'):.3f} | "
                           f"{verdict} |")
         ep = [r for r in recs if r["data"] == data and r.get("pretrain")]
         if ep:
@@ -640,6 +652,9 @@ def main() -> None:
         q.add_argument("--ft-epochs", type=int, default=40, help="fine-tuning / training epoch cap (fast preset: 40)")
         q.add_argument("--patience", type=int, default=5, help="fine-tuning early-stopping patience (fast: 5)")
         q.add_argument("--runs", default="/tmp/scapp_ssl_bench", help="where pretraining runs are kept")
+        q.add_argument("--variant", default="", help="name of an ablation: recorded as arm '<arm>+<variant>'")
+        q.add_argument("--pre-options", type=json.loads, default={},
+                       help="JSON of ssl options for the pretraining runs only (an ablation; give --variant)")
 
     le = sub.add_parser("label-eff")
     le.add_argument("--data", nargs="+", default=["pancreas"], choices=["pancreas", "bonemarrow"])
