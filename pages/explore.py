@@ -646,11 +646,14 @@ def _programs_view() -> None:
     """First-layer sparsity and the gene programs (the genes each unit reads), searchable by gene."""
     from scapp.explain.denoised import pruning_view
     from scapp.explain.programs import (
+        CONTRIBUTION_MEANING,
         LAYER_NAMES,
         PAPER_LAYER,
+        WEIGHT_FALLBACK_NOTE,
         layers,
         program_genes,
         program_summary,
+        ranked_by_contribution,
         unit_genes,
         units_with_gene,
     )
@@ -682,10 +685,15 @@ def _programs_view() -> None:
     layer = st.radio("Units", have, horizontal=True, key="explore-gp-layer",
                      format_func=lambda k: names.get(k, k)) if len(have) > 1 else have[0]
     unit_name = LAYER_NAMES.get(layer, f"{layer} unit")
+    by_contrib = ranked_by_contribution(programs, layer)
     if layer == PAPER_LAYER:
         st.markdown("In the paper each first-layer unit is expected to stand for a pathway or an eigengene that reads "
                     "only a small set of genes: the weight penalty makes these weights sparse. A unit's genes are "
-                    "its non-zero weights, strongest first.")
+                    "its non-zero weights, "
+                    + ("ranked by **contribution**: " + CONTRIBUTION_MEANING + "." if by_contrib
+                       else "strongest first."))
+        if not by_contrib:
+            st.caption(WEIGHT_FALLBACK_NOTE)
     else:
         st.markdown("Each latent unit's weights into the genes' share `log μ`: positive genes are raised in the "
                     "denoised output when the unit is high. The paper makes no claim that these are sparse or "
@@ -714,8 +722,14 @@ def _programs_view() -> None:
                          column_config=_columns(hits, unit=st.column_config.NumberColumn(unit_name),
                                                 rank=st.column_config.NumberColumn(f"rank of {query}"),
                                                 weight=st.column_config.NumberColumn("weight", format="%.3g"),
-                                                relative=st.column_config.NumberColumn("of the unit's largest",
-                                                                                       format="percent"),
+                                                relative=st.column_config.NumberColumn(
+                                                    "weight, of the unit's largest", format="percent"),
+                                                input_sd=st.column_config.NumberColumn("spread (sd)",
+                                                                                       format="%.3g"),
+                                                contribution=st.column_config.NumberColumn(
+                                                    "contribution", format="%.3g", help=CONTRIBUTION_MEANING),
+                                                share=st.column_config.NumberColumn(
+                                                    "of the unit's strongest", format="percent"),
                                                 n_genes=st.column_config.Column("genes kept"),
                                                 top_genes=st.column_config.Column("its strongest genes")))
     if unit is not None:
@@ -733,7 +747,8 @@ def _programs_view() -> None:
                                                                                  "genes per unit"),
                                             top_genes=st.column_config.Column("strongest genes"),
                                             top_relative=st.column_config.NumberColumn(
-                                                "weight of the last shown, of the largest", format="percent")))
+                                                ("contribution" if by_contrib else "weight")
+                                                + " of the last shown, of the largest", format="percent")))
         st.download_button("Gene programs (CSV)", lambda: programs.to_csv(index=False),
                            file_name=f"{run.name}-gene-programs.csv", mime="text/csv", key="explore-gp-dl",
                            on_click="ignore")

@@ -133,13 +133,20 @@ def summarize(model: Any, X: Any, *, genes: list[str], groups: np.ndarray | None
 
 def write_run_artifacts(store: runs.RunStore, model: Any, X: Any, *, genes: list[str], groups: np.ndarray,
                         cell_ids: Any) -> dict[str, Any]:
-    """Summaries of every cell of a run (``summarize``), its gene programs, kept in the run; returns the metrics."""
+    """Summaries of every cell of a run (``summarize``), its gene programs, kept in the run; returns the metrics.
+
+    The programs' first-layer genes are ranked by ``weight × sd`` (``sd``: the gene's spread of the encoder input
+    over the training cells, ``model.input_sd``; see ``scapp.explain.programs``), and both are kept in the table.
+    """
     s = summarize(model, X, genes=genes, groups=groups)
     cells = s.cells
     cells.insert(0, "cell_id", np.asarray(cell_ids).astype(str))
     store.write_denoise_cells(cells)
     store.write_denoise_genes(s.genes)
-    programs = model.gene_programs(list(genes))
+    train = np.asarray(groups, dtype=object) == "train"
+    Xs = _csr(X)
+    sd = model.input_sd(Xs[np.flatnonzero(train)] if train.any() else Xs)
+    programs = model.gene_programs(list(genes), input_sd=sd)
     if programs is not None:
         store.write_gene_programs(programs)
     return s.metrics

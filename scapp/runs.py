@@ -598,7 +598,9 @@ class RunStore:
         return self._read("denoise_genes", _csv({"gene": str}), missing_ok=True)
 
     def write_gene_programs(self, df: pd.DataFrame) -> None:
-        """The genes each unit reads: ``layer, unit, rank, gene, weight, relative`` (``gene_programs`` of the model)."""
+        """The genes each unit reads: ``layer, unit, rank, gene, weight, relative`` and, in runs written since the
+        ranking by contribution, ``input_sd, contribution`` (the gene's spread of the encoder input over the training
+        cells, and weight × it: the first layer's ranking); ``gene_programs`` of the model."""
         write_table(self._p("gene_programs"), df)
 
     def gene_programs(self) -> pd.DataFrame | None:

@@ -204,7 +204,12 @@ class ScappModel(ABC):
         """``Denoised`` outputs of a block of cells; methods with more than rates (ZiPo) override this."""
         return Denoised(rates=np.asarray(self.denoise(X), dtype=np.float32), latent=self.embed(X))
 
-    def gene_programs(self, genes: list[str]) -> Any:
+    def input_sd(self, X: Any) -> np.ndarray | None:
+        """Per-gene spread (standard deviation over the cells of ``X``) of what the first layer reads, which
+        scales its weights into gene contributions for ``gene_programs``; None when the method has no programs."""
+        return None
+
+    def gene_programs(self, genes: list[str], *, input_sd: np.ndarray | None = None) -> Any:
         """A table of the genes each unit of the model reads (a ``pandas.DataFrame``), or None."""
         return None
 

@@ -588,12 +588,37 @@ class ZiPoModel(ScappModel):
         Z = (self.embed(X) - self.clf["mean"]) / self.clf["std"]
         return (Z @ self.clf["coef"].T + self.clf["intercept"]).astype(np.float32)
 
-    def gene_programs(self, genes: list[str], *, top: int | None = None) -> Any:
-        """The genes each unit reads, strongest first: ``layer, unit, rank, gene, weight, relative``.
+    def input_sd(self, X: Any, *, block: int = 4096) -> np.ndarray:
+        """Per-gene standard deviation over the cells of ``X`` (raw counts) of what the encoder reads (``log1p``
+        of the counts, or of the counts scaled to 1e4 per cell): the spread that scales a first-layer weight into
+        how much the gene moves its unit. Streamed over blocks of a sparse matrix, from sums of x and x²; never a
+        dense cells × genes array."""
+        X = X.tocsr() if sp.issparse(X) else sp.csr_matrix(np.asarray(X, dtype=np.float32))
+        n, G = X.shape
+        s1, s2 = np.zeros(G, np.float64), np.zeros(G, np.float64)
+        for i in range(0, n, block):
+            b = X[i : i + block].astype(np.float64)
+            if self.config.input_transform != "log1p":
+                lib = np.maximum(np.asarray(b.sum(1)).ravel(), 1.0)
+                b = sp.csr_matrix(sp.diags(1e4 / lib) @ b)
+            b.data = np.log1p(b.data)
+            s1 += np.asarray(b.sum(0)).ravel()
+            b.data **= 2
+            s2 += np.asarray(b.sum(0)).ravel()
+        nn_ = max(n, 1)
+        mean = s1 / nn_
+        return np.sqrt(np.maximum(s2 / nn_ - mean**2, 0.0))
+
+    def gene_programs(self, genes: list[str], *, top: int | None = None, input_sd: np.ndarray | None = None) -> Any:
+        """The genes each unit reads, strongest first: ``layer, unit, rank, gene, weight, relative`` (+
+        ``input_sd, contribution`` for the first layer when ``input_sd`` is given).
 
         ``layer = "encoder"``: first-layer neurons (non-zero weights only, after pruning: the paper's gene
         programs); ``layer = "latent"``: each latent unit's decoder weights into log μ (positive: genes it
-        raises), only for linear heads.
+        raises), only for linear heads. ``relative`` is ``|w|`` over the unit's largest ``|w|`` (the paper's
+        pruning measure). With ``input_sd`` (``input_sd()`` over the training cells) the first layer is ranked
+        by ``contribution = w · sd``: the encoder input is not standardised, so a rare gene (tiny spread) can
+        carry a large weight and still barely move its unit (a display choice, see ``scapp.explain.programs``).
         """
         import pandas as pd
 
@@ -601,12 +626,18 @@ class ZiPoModel(ScappModel):
         genes_arr = np.asarray(genes, dtype=object)
         rows = []
         W = self.net.first_layer.weight.detach().cpu().numpy()
-        mats = [("encoder", W)]
+        sd = None if input_sd is None else np.asarray(input_sd, dtype=np.float64).ravel()
+        mats = [("encoder", W, sd)]
         if not self.config.decoder_hidden:
-            mats.append(("latent", self.net.mu.weight.detach().cpu().numpy().T))
-        for layer, M in mats:
+            mats.append(("latent", self.net.mu.weight.detach().cpu().numpy().T, None))
+        for layer, M, s in mats:
             k = min(top, M.shape[1])
-            A = np.abs(M) if layer == "encoder" else M
+            if layer != "encoder":
+                A = M
+            elif s is None:
+                A = np.abs(M)
+            else:
+                A = np.abs(M) * s[None, :]
             order = np.argsort(-A, axis=1, kind="stable")[:, :k]
             vals = np.take_along_axis(M, order, axis=1)
             amax = np.abs(M).max(axis=1, keepdims=True)
@@ -614,9 +645,14 @@ class ZiPoModel(ScappModel):
             keep = vals != 0
             unit = np.repeat(np.arange(M.shape[0]), k).reshape(M.shape[0], k)
             rank = np.tile(np.arange(1, k + 1), (M.shape[0], 1))
-            rows.append(pd.DataFrame({"layer": layer, "unit": unit[keep], "rank": rank[keep],
-                                      "gene": genes_arr[order[keep]], "weight": vals[keep].astype(np.float32),
-                                      "relative": rel[keep].astype(np.float32)}))
+            df = pd.DataFrame({"layer": layer, "unit": unit[keep], "rank": rank[keep],
+                               "gene": genes_arr[order[keep]], "weight": vals[keep].astype(np.float32),
+                               "relative": rel[keep].astype(np.float32)})
+            if sd is not None:  # the same columns on every layer; NaN where they do not apply
+                sg = s[order[keep]] if s is not None else np.full(int(keep.sum()), np.nan)
+                df["input_sd"] = sg.astype(np.float32)
+                df["contribution"] = (vals[keep] * sg).astype(np.float32)
+            rows.append(df)
         return pd.concat(rows, ignore_index=True)
 
     # -- weights -------------------------------------------------------------------------------------------

@@ -250,13 +250,18 @@ def gene_program_bar(
     unit_name: str = "first-layer unit",
     top: int = 25,
     highlight: str | None = None,
-    weight_label: str = "weight (blue: positive, red: negative)",
+    weight_label: str | None = None,
     title: str | None = None,
 ) -> go.Figure:
     """The ``top`` strongest genes of one unit (``genes``: ``gene, weight, relative`` strongest first, optional
-    ``rank``) as horizontal bars of their signed weight; ``highlight`` (a searched gene) is outlined, and shown
-    last with its rank when it is not among the ``top``."""
+    ``rank``, and ``contribution, input_sd`` when the run ranks by them) as horizontal bars of their signed
+    contribution (weight × spread; the signed weight for runs without it); ``highlight`` (a searched gene) is
+    outlined, and shown last with its rank when it is not among the ``top``."""
     genes = genes.reset_index(drop=True)
+    by_contrib = "contribution" in genes and genes["contribution"].notna().any()
+    if weight_label is None:
+        weight_label = ("contribution: weight × spread (blue: positive, red: negative)" if by_contrib
+                        else "weight (blue: positive, red: negative)")
     rank = genes["rank"].to_numpy(int) if "rank" in genes else np.arange(1, len(genes) + 1)
     is_hl = (genes["gene"].astype(str).str.upper() == str(highlight or "").upper()).to_numpy()
     rows = np.arange(min(top, len(genes)))
@@ -271,14 +276,22 @@ def gene_program_bar(
     names = [f"{n} (#{r})" if r > len(g) else str(n) for n, r in zip(g["gene"], rank[rows], strict=True)]
     g = g.iloc[::-1]
     names = names[::-1]
-    w = g["weight"].to_numpy(np.float64)
+    w = g["contribution" if by_contrib else "weight"].to_numpy(np.float64)
     hl = is_hl[rows][::-1]
+    if by_contrib:
+        custom = np.c_[g["weight"].to_numpy(np.float64), g["relative"].to_numpy(np.float64),
+                       g["input_sd"].to_numpy(np.float64)]
+        hover = ("<b>%{y}</b><br>contribution %{x:.3g}<br>weight %{customdata[0]:.3g} "
+                 "(%{customdata[1]:.1%} of the unit's largest)<br>spread across cells (sd) %{customdata[2]:.3g}"
+                 "<extra></extra>")
+    else:
+        custom = g["relative"].to_numpy(np.float64)
+        hover = "<b>%{y}</b><br>weight %{x:.3g}<br>relative to the largest %{customdata:.1%}<extra></extra>"
     fig = go.Figure(go.Bar(
         x=w, y=names, orientation="h", showlegend=False,
         marker=dict(color=np.where(w >= 0, _POS_COLOR, _NEG_COLOR).tolist(),
                     line=dict(color=np.where(hl, "#111111", "rgba(0,0,0,0)").tolist(), width=np.where(hl, 3, 0))),
-        customdata=g["relative"].to_numpy(np.float64),
-        hovertemplate="<b>%{y}</b><br>weight %{x:.3g}<br>relative to the largest %{customdata:.1%}<extra></extra>"))
+        customdata=custom, hovertemplate=hover))
     style(fig, title=title, height=max(320, 110 + 24 * len(g)))
     fig.update_xaxes(title_text=weight_label, zeroline=True,
                      zerolinecolor=REFERENCE_COLOR)

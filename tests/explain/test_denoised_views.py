@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 TINY = {"encoder_widths": [64, 32], "latent": 16, "max_epochs": 6, "early_stopping_patience": 6}
@@ -128,16 +129,77 @@ def test_gene_programs_summary_units_and_search(store):
     first = unit_genes(p, 0, "encoder")
     assert first["rank"].tolist() == list(range(1, len(first) + 1))
     assert summ.loc[0, "top_genes"] == ", ".join(first["gene"].head(5))
-    assert (first["relative"].diff().dropna() <= 1e-6).all()  # strongest first
+    assert (first["contribution"].abs().diff().dropna() <= 1e-6).all()  # strongest first
     gene = first["gene"].iloc[0]
     hits = units_with_gene(p, gene.lower(), "encoder")  # case-insensitive
-    assert 0 in set(hits["unit"]) and (hits["relative"].diff().dropna() <= 1e-6).all()
+    assert 0 in set(hits["unit"]) and (hits["share"].diff().dropna() <= 1e-6).all()
+    assert hits.set_index("unit").loc[0, "share"] == 1.0  # unit 0's strongest gene
     assert all(gene in tg.split(", ") or r > 8 for tg, r in zip(hits["top_genes"], hits["rank"], strict=True))
     assert units_with_gene(p, "NOT-A-GENE").empty
     genes = program_genes(p, "encoder")
     assert gene in genes and len(genes) == len(set(genes))
     lat = program_summary(p, "latent")
     assert len(lat) == 16
+
+
+def test_run_ranks_first_layer_genes_by_contribution_and_keeps_weights(store, zipo_run):
+    """The table keeps weight, relative weight, the training cells' spread of log1p counts and their product; the
+    first layer is ranked by |contribution| and the spread is the real one (training cells only)."""
+    from scapp.explain.programs import ranked_by_contribution
+
+    p = store.gene_programs()
+    assert ranked_by_contribution(p, "encoder") and not ranked_by_contribution(p, "latent")
+    enc = p[p["layer"] == "encoder"]
+    np.testing.assert_allclose(enc["contribution"], enc["weight"] * enc["input_sd"], rtol=1e-5, atol=1e-8)
+    for _, u in enc.groupby("unit"):
+        assert (u.sort_values("rank")["contribution"].abs().diff().dropna() <= 1e-6).all()
+    src = ad.read_h5ad(FIXTURES / "pbmc_small.h5ad")
+    cells = store.denoise_cells()
+    train = cells.loc[cells["split"] == "train", "cell_id"].astype(str).to_numpy()
+    X = src[train].X
+    X = np.log1p(np.asarray(X.todense() if hasattr(X, "todense") else X, dtype=np.float64))
+    sd = pd.Series(X.std(0), index=src.var_names)
+    row = enc.iloc[0]
+    assert row["input_sd"] == pytest.approx(sd[row["gene"]], rel=1e-4)
+
+
+def test_a_rare_gene_with_a_big_weight_does_not_outrank_a_spread_gene_with_a_moderate_one():
+    """Planted: gene RARE (one count in one cell of 200) carries weight 3, gene SPREAD (0-20 counts everywhere)
+    weight 1; by raw weight RARE leads, by contribution SPREAD does; an old table (no contribution) falls back."""
+    import torch
+
+    from scapp.explain.programs import ranked_by_contribution, unit_genes, units_with_gene
+    from scapp.models.zipo import ZiPoConfig, ZiPoModel
+    from scapp.viz.denoise import gene_program_bar
+
+    rng = np.random.default_rng(0)
+    X = np.zeros((200, 3), np.float32)
+    X[7, 0] = 1  # RARE
+    X[:, 1] = rng.integers(0, 21, 200)  # SPREAD
+    X[:, 2] = 5  # CONST: no spread at all
+    genes = ["RARE", "SPREAD", "CONST"]
+    model = ZiPoModel(ZiPoConfig(encoder_widths=(2,), latent=2, max_epochs=1), n_features=3, classes=[])
+    with torch.no_grad():
+        model.net.first_layer.weight.copy_(torch.tensor([[3.0, 1.0, 2.0], [0.0, -0.5, 0.1]]))
+    sd = model.input_sd(sp.csr_matrix(X), block=64)  # streamed in blocks over a sparse matrix
+    np.testing.assert_allclose(sd, np.log1p(X.astype(np.float64)).std(0), rtol=1e-9, atol=1e-6)
+    old = model.gene_programs(genes)
+    new = model.gene_programs(genes, input_sd=sd)
+    assert unit_genes(old, 0)["gene"].tolist() == ["RARE", "CONST", "SPREAD"]
+    ug = unit_genes(new, 0)
+    assert ug["gene"].tolist() == ["SPREAD", "RARE", "CONST"]
+    assert ug["relative"].tolist() == pytest.approx([1 / 3, 1.0, 2 / 3])  # the paper's measure is kept
+    assert ug["contribution"].iloc[0] == pytest.approx(sd[1]) and abs(ug["contribution"].iloc[2]) < 1e-5
+    assert unit_genes(new, 1)["gene"].tolist() == ["SPREAD", "CONST"]  # the pruned (zero) weight is not kept
+    assert ranked_by_contribution(new) and not ranked_by_contribution(old)
+    hits = units_with_gene(new, "spread")
+    assert hits["share"].tolist() == [1.0, 1.0] and "contribution" in hits
+    assert "contribution" not in units_with_gene(old, "spread")
+    fig = gene_program_bar(ug, unit=0)
+    assert list(fig.data[0].y)[::-1] == ["SPREAD", "RARE", "CONST"]
+    assert fig.data[0].x[-1] == pytest.approx(sd[1]) and "contribution" in fig.layout.xaxis.title.text
+    fig = gene_program_bar(unit_genes(old, 0), unit=0)  # an old run: bars of the weight
+    assert list(fig.data[0].x)[::-1] == [3.0, 2.0, 1.0] and "contribution" not in fig.layout.xaxis.title.text
 
 
 def test_denoise_figures_render_with_data(store):

@@ -144,3 +144,26 @@ def test_an_unlabelled_denoising_run_opens_without_class_views_and_logreg_has_no
     assert not app.exception
     views = app.segmented_control(key="explore-view").options
     assert "Denoising" not in views and "Gene programs" not in views
+
+
+def test_gene_programs_rank_by_contribution_and_a_run_from_before_falls_back_to_weight(app):
+    """A new run's bars are contributions (weight × spread), with their meaning on the page; a run written before
+    spreads were kept (no ``input_sd`` / ``contribution``) still opens, ranked by weight, and says so."""
+    from scapp import runs
+    from scapp.explain.programs import CONTRIBUTION_MEANING, WEIGHT_FALLBACK_NOTE
+
+    old = runs.RunStore(Path(runs.runs_root()) / "b-zipo-unlabelled")
+    old.write_gene_programs(old.gene_programs().drop(columns=["input_sd", "contribution"]))
+    app.run()
+    app.switch_page("pages/explore.py").run()
+    app.selectbox(key="explore-run").set_value("c-zipo").run()
+    app.segmented_control(key="explore-view").set_value("Gene programs").run()
+    assert not app.exception, app.exception
+    assert any(CONTRIBUTION_MEANING in m.value for m in app.markdown)
+    assert not any(WEIGHT_FALLBACK_NOTE in c.value for c in app.caption)
+    assert "contribution" in _specs(app)[1]["layout"]["xaxis"]["title"]["text"]
+    app.selectbox(key="explore-run").set_value("b-zipo-unlabelled").run()
+    assert not app.exception, app.exception
+    assert any(WEIGHT_FALLBACK_NOTE in c.value for c in app.caption)
+    assert not any(CONTRIBUTION_MEANING in m.value for m in app.markdown)
+    assert "contribution" not in _specs(app)[1]["layout"]["xaxis"]["title"]["text"]
