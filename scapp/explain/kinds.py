@@ -34,9 +34,11 @@ KINDS: dict[str, ExplainKind] = {
     "tabnet_mask": ExplainKind(
         meaning=("A mask shows the genes the model **looked at** to make its call — not evidence **for** the class. "
                  "Masks carry no sign: a gene is often looked at because it is *absent* (a T-cell or NK gene "
-                 "checked in a B cell), so read each gene beside its expression."),
-        class_title="Genes each cell type's predictions looked at (mean mask)",
-        class_value="mask, relative<br>to the gene's<br>top class",
+                 "checked in a B cell), so read each gene beside its expression. The cell-type heatmap counts "
+                 "a gene's mask only in cells that **express** it, so a gene checked for its absence does not "
+                 "head the list of a type that never expresses it."),
+        class_title="Genes each cell type looked at, counted in the cells that express them",
+        class_value="mask where<br>expressed, relative<br>to the gene's<br>top class",
         cell_value="share of the cell's mask",
         cell_title="Genes this cell's prediction looked at",
         cell_note=("Left: the share of this cell's attention each gene got (only genes it looked at). Right: the "

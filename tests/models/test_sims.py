@@ -88,7 +88,9 @@ def test_explain_aggregates_by_class_without_dense_cells_by_genes():
     m.fit(FitData(X[:500], y[:500]), FitData(X[500:], y[500:]), Trainer())
     logits, emb, ex = m.infer(X, by=y, cells_per_class=7)
     assert ex.class_scores.shape == (3, 60)
-    assert np.allclose(ex.class_scores.sum(1), 1, atol=1e-4)  # class mean of row-normalized masks
+    assert np.allclose(ex.extra["mean_mask"].sum(1), 1, atol=1e-4)  # class mean of row-normalized masks
+    # the ranking: that mean counted only where the gene is expressed (every value of _toy is > 0: the same here)
+    assert np.allclose(ex.class_scores, ex.extra["mean_mask"], atol=1e-6)
     shown = ex.extra["display_scores"]  # heatmap colour: each gene divided by its maximum over classes
     assert np.allclose(shown.max(0)[shown.max(0) > 0], 1)
     assert ex.cell_masks.shape[0] == 21 and np.bincount(y[ex.cell_index]).tolist() == [7, 7, 7]
