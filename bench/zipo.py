@@ -319,7 +319,7 @@ def cmd_scale(a: argparse.Namespace) -> None:
     RESULTS.mkdir(exist_ok=True)
     for n in a.sizes:
         # as a module from the repository root: run as a script, bench/ would come first on sys.path and a
-        # bench script named like a standard module (bench/ssl.py) would shadow it
+        # bench script named like a standard module would shadow it
         cmd = [sys.executable, "-m", "bench.zipo", "_scale_worker", str(n), str(a.epochs), a.device, a.base]
         p = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parents[1])
         if p.returncode != 0:
