@@ -119,7 +119,10 @@ def loss_axis(history: pd.DataFrame, *, factor: float = 4.0,
     allv = allv[np.isfinite(allv)]
     if len(allv) < 3 or allv.min() < 0:
         return None
-    limit = factor * max(float(np.percentile(allv, 90)), 1e-12)
+    # the percentile leaves out the largest tenth of the values (at least one): in a short history (a live chart's
+    # first epochs) a single spike would otherwise lift the 90th percentile with it and never be clipped
+    rest = np.sort(allv.to_numpy(float))[: len(allv) - max(1, len(allv) // 10)]
+    limit = factor * max(float(np.percentile(rest, 90)), 1e-12)
     if allv.max() <= limit:
         return None
     top = 1.1 * float(allv[allv <= limit].max())
