@@ -90,6 +90,8 @@ def refresh_sidebar() -> None:
             st.markdown(f"**Dataset:** {Path(path).name if path else '—'}")
             if st.session_state.get("label"):
                 st.markdown(f"**Labels:** `{st.session_state['label']}`")
+            elif path and st.session_state.get("no_label"):
+                st.markdown("**Labels:** none")
             st.markdown(f"**Run:** {st.session_state.get('run_id') or '—'}")
     except st.errors.StreamlitAPIException:  # called from inside a fragment: the next full run redraws it
         pass
@@ -130,6 +132,8 @@ def restore_from_url() -> None:
             st.session_state["dataset_path"] = data
             if qp.get("label") and "label" not in st.session_state:
                 st.session_state["label"] = qp["label"]
+            elif qp.get("nolabel") == "1" and "no_label" not in st.session_state:  # Data page: "no label"
+                st.session_state.update(label=None, no_label=True)
     model = qp.get("model")
     if model and "model" not in st.session_state:
         from scapp.models import REGISTRY
@@ -154,6 +158,11 @@ def sync_url() -> None:
                 del qp[key]
         elif qp.get(key) != want:
             qp[key] = want
+    if st.session_state.get("no_label") and st.session_state.get("dataset_path"):
+        if qp.get("nolabel") != "1":
+            qp["nolabel"] = "1"
+    elif "nolabel" in qp:
+        del qp["nolabel"]
 
 
 FIG_FORMATS = {"SVG": "svg", "PNG": "png"}

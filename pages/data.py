@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import chosen_file, load_current, show_error, show_figure
+from pages._ui import chosen_file, load_current, refresh_sidebar, show_error, show_figure, sync_url
 from scapp.errors import ScappError
 
 # The first page a user sees: paint it before anything heavy (numpy, pandas, anndata, plotly) is imported.
@@ -20,7 +20,8 @@ st.caption("Raw counts in, from h5ad, 10x h5, a zipped 10x mtx folder, csv/tsv o
 def _use_demo() -> None:
     from scapp.data.demo import DEMO_LABEL, demo_path
 
-    st.session_state.update({"dataset_path": str(demo_path()), "label": DEMO_LABEL, "data-path": ""})
+    st.session_state.update({"dataset_path": str(demo_path()), "label": DEMO_LABEL, "no_label": False,
+                             "data-path": ""})
 
 
 c1, c2 = st.columns([2, 1])
@@ -96,15 +97,30 @@ show_figure(counts_histograms(totals, ngenes, pct_mito=pct_mito), key="data-hist
 if qc.mito_note:
     st.caption(qc.mito_note)
 
+NO_LABEL = "— no label (denoising / pretraining only)"
+cols = [*qc.label_candidates, NO_LABEL]
 if not qc.label_candidates:
-    st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model "
-            "(Annotate page), but not used for training.")
-    st.stop()
-cols = list(qc.label_candidates)
-current = st.session_state.get("label")
+    st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model (Annotate "
+            "page), or used by a method that learns without labels (denoising, pretraining).")
+current = NO_LABEL if st.session_state.get("no_label") else st.session_state.get("label")
 label = st.selectbox("Label column (the cell types to learn)", cols,
-                     index=cols.index(current) if current in cols else 0, key="data-label")
-st.session_state["label"] = label
+                     index=cols.index(current) if current in cols else 0, key="data-label",
+                     help="The obs column of cell types a classifier learns. Choose 'no label' to train only a "
+                          "method that needs none (a denoising autoencoder, or self-supervised pretraining); the "
+                          "Model page then offers only those.")
+st.session_state["no_label"] = label == NO_LABEL
+st.session_state["label"] = None if label == NO_LABEL else label
+if label == NO_LABEL:
+    from scapp.models import REGISTRY
+
+    free = [s.title for s in REGISTRY.values() if s.trainable and s.available and not s.capabilities.needs_labels]
+    st.info("No label column: only methods that learn without labels can be trained on this file ("
+            + "; ".join(free) + "). They learn from every cell; nothing is scored against cell types.",
+            icon=":material/label_off:")
+    st.page_link("pages/model.py", label="Next: choose a model", icon=":material/arrow_forward:")
+    refresh_sidebar()  # st.stop skips app.py's redraw and URL update after the page: do both here
+    sync_url()
+    st.stop()
 counts = qc.label_candidates[label]
 show_figure(class_sizes_bar(counts, colors=class_colors(sorted(counts))), key="data-classes",
             name=f"{stem}-{label}-classes", data=pd.DataFrame({"class": list(counts), "cells": list(counts.values())}))

@@ -13,7 +13,7 @@ from pages._ui import choose_run, show_error, show_figure
 from scapp import runs
 from scapp.errors import ScappError
 from scapp.models import get_spec
-from scapp.models.registry import curve_panels
+from scapp.models.registry import run_curve_panels
 
 st.title("Explore")
 run = choose_run(key="explore-run")
@@ -105,7 +105,7 @@ m = t["metrics"]
 spec = get_spec(t["config"]["model"])
 caps = spec.capabilities.for_run(t["config"].get("label"))  # a label-optional classifier trained without labels
 test = m.get("test") or {}
-classes = m["classes"] or sorted(set(t["pred"]["true"]))
+classes = m.get("classes") or sorted(set(t["pred"]["true"]))  # a pretraining run has no classes
 from scapp.viz import (  # noqa: E402
     class_colors,
     class_f1_bars,
@@ -214,8 +214,10 @@ if caps.classifies:
     st.caption(f"{t['config']['model']} on {Path(t['config']['data']).name} · test cells {test['n_cells']:,} · "
                f"smallest classes: {small}")
 else:
-    st.caption(f"{spec.title} on {Path(t['config']['data']).name} · {len(t['pred']):,} cells · this method does "
-               "not classify cells: its training curve and latent space are shown.")
+    files = ", ".join(Path(f).name for f in t["config"].get("data_files") or [t["config"]["data"]])
+    what = "A pretraining run of " if t["config"].get("kind") == "pretraining" else ""  # scapp pretrain: many files
+    st.caption(f"{what}{spec.title} on {files} · {len(t['pred']):,} cells · this run does not classify cells: its "
+               "training curve and latent space are shown.")
 for note in m.get("notes", []):
     st.info(note)
 
@@ -225,6 +227,8 @@ VIEWS = [v for v, ok in (("Per class", caps.classifies), ("Cell map", caps.class
                          ("Denoising", caps.denoises), ("Gene programs", caps.denoises),
                          ("Calibration", caps.classifies), ("Training", not caps.classifies),
                          ("Members", caps.combines),
+                         # a run fine-tuned from a pretraining run (--from), beside the same method from scratch
+                         ("What pretraining changed", caps.classifies and bool(t["config"].get("from_run"))),
                          ("Explanations", caps.explain_kind is not None or caps.combines)) if ok]
 last = st.session_state.get("explore-view-last", VIEWS[0])
 last = last if last in VIEWS else VIEWS[0]
@@ -258,11 +262,11 @@ if view == "Per class":
     else:
         st.session_state.pop("explore-selected", None)
     if len(t["history"]):
-        show_figure(training_curves(t["history"], panels=curve_panels(t["config"].get("model"))),
+        show_figure(training_curves(t["history"], panels=run_curve_panels(t["config"])),
                     key="explore-curves", name=f"{run.name}-training", data=t["history"])
 
 if view == "Training" and len(t["history"]):
-    show_figure(training_curves(t["history"], panels=curve_panels(t["config"].get("model"))), key="explore-curves",
+    show_figure(training_curves(t["history"], panels=run_curve_panels(t["config"])), key="explore-curves",
                 name=f"{run.name}-training", data=t["history"])
 
 if view == "Cell map":
@@ -286,6 +290,11 @@ if view == "Cell map":
     if not store.has_embedding:
         st.caption("This model has no latent space: the map is drawn from its predicted class probabilities.")
     _draw_map(n_map, what, key="explore-umap")
+
+if view == "What pretraining changed":
+    from pages._pretrain import pretraining_view
+
+    pretraining_view(run, t["config"], colors)
 
 if view == "Calibration":
     cal = m["calibration"]

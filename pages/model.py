@@ -23,16 +23,29 @@ def _pick(name: str) -> None:
     st.session_state["model"] = name
 
 
+# Without a label column (Data page) only methods that learn without labels can train: chosen by capability.
+no_label = bool(st.session_state.get("no_label"))
+trainable = {n: s for n, s in REGISTRY.items() if s.trainable}  # an ensemble of finished runs: the Compare page
+usable = [n for n, s in trainable.items() if s.available and not (no_label and s.capabilities.needs_labels)]
+if no_label:
+    st.info("No label column was chosen on the Data page: only methods that learn without labels are offered.",
+            icon=":material/label_off:")
+    if st.session_state.get("model", "sims") not in usable and usable:
+        st.session_state["model"] = usable[0]
 cols = st.columns(3)
-# methods trained from data; an ensemble of finished runs is made on the Compare page
-for i, (name, spec) in enumerate((n, s) for n, s in REGISTRY.items() if s.trainable):
+# without labels, the methods that can train come first (the others stay visible, greyed out)
+cards = sorted(trainable.items(), key=lambda kv: kv[0] not in usable) if no_label else list(trainable.items())
+for i, (name, spec) in enumerate(cards):
     with cols[i % 3].container(border=True):
         st.markdown(f"#### {spec.title}")
         st.write(spec.about)
         st.caption(spec.paper)
-        if spec.available:
+        if name in usable:
             st.button("Use this model", key=f"model-pick-{name}", on_click=_pick, args=(name,),
                       type="primary" if st.session_state.get("model", "sims") == name else "secondary")
+        elif spec.available:
+            st.button("Needs a label column", key=f"model-pick-{name}", disabled=True,
+                      help="This method learns cell types from labels: choose a label column on the Data page.")
         else:
             st.button("Coming", key=f"model-pick-{name}", disabled=True)
 
@@ -98,4 +111,8 @@ with st.form("model-advanced"):
         st.session_state.update(model_overrides=overrides, overrides_model=model, seed=int(seed), device=device,
                                 threshold=float(threshold))
         st.success("Saved. Start training on the Train page.")
+if spec.capabilities.pretrains and not no_label and st.session_state.get("dataset_path"):
+    from pages._pretrain import pretraining_form
+
+    pretraining_form(model, {**option_defaults(model, preset), **saved}, loaded)
 st.page_link("pages/train.py", label="Next: train", icon=":material/arrow_forward:")

@@ -106,18 +106,17 @@ def cmd_train(a: argparse.Namespace) -> int:
 def cmd_run_job(a: argparse.Namespace) -> int:
     """Run a job the app queued: its request is stored in the run folder; wait for earlier jobs first."""
     from scapp import runs
-    from scapp.train.engine import TrainRequest
-    from scapp.train.job import wait_for_turn
+    from scapp.train.job import queued_work, wait_for_turn
 
     store = runs.RunStore.open(a.run)
     run = store.path
-    req = TrainRequest.from_dict(store.request())
+    req, work = queued_work(run)  # a training run, or a pretraining run queued by the app (issue 13)
     store.write_status("queued", pid=os.getpid())
     if not wait_for_turn(run):
         store.write_status("cancelled", message="Removed from the queue before it started.", has_model=False)
         print(run)
         return 3
-    return _execute(req, run, quiet=True)
+    return _execute(req, run, quiet=True, work=work)
 
 
 def cmd_retrain(a: argparse.Namespace) -> int:

@@ -16,7 +16,8 @@ import pandas as pd
 
 from scapp.errors import ScappError
 
-__all__ = ["CompareError", "RunComparison", "check_same_data", "compare_runs"]
+__all__ = ["CompareError", "PretrainingEffect", "RunComparison", "check_same_data", "compare_runs",
+           "pretraining_effect"]
 
 HEADLINE = ("macro_f1", "median_f1", "balanced_accuracy", "accuracy")
 
@@ -228,3 +229,73 @@ def ensemble_members_table(metrics: dict[str, Any]) -> pd.DataFrame:
     if df["name"].duplicated().any():  # two runs of one method: tell them apart
         df["name"] = [f"{n} ({r})" for n, r in zip(df["name"], df["run_id"])]
     return df
+
+
+@dataclass
+class PretrainingEffect:
+    """A fine-tuned run beside the same method trained from scratch, on the test cells both held out.
+
+    Attributes
+    ----------
+    per_class
+        One row per true class: ``class``, ``support`` (test cells), ``recall_scratch``, ``recall_pretrained``,
+        ``change`` (pretrained − scratch), ``n_changed`` (cells whose call differs between the two runs).
+    metrics
+        One row per arm (``arm``: "from scratch", "pretrained"; ``run_id``) with ``macro_f1``, ``balanced_accuracy``
+        and ``accuracy`` on those shared cells.
+    n_cells
+        Test cells compared.
+    note
+        Why fewer cells are compared than expected (different splits), or ``""``.
+    """
+
+    per_class: pd.DataFrame
+    metrics: pd.DataFrame
+    n_cells: int
+    note: str = ""
+
+    def change(self, key: str = "macro_f1") -> float:
+        """Pretrained minus from scratch in one metric."""
+        m = self.metrics.set_index("arm")[key]
+        return float(m["pretrained"] - m["from scratch"])
+
+
+def pretraining_effect(pretrained: str, scratch: str, predictions: Mapping[str, pd.DataFrame],
+                       data_infos: Mapping[str, Mapping[str, Any]]) -> PretrainingEffect:
+    """What pretraining changed: per-class recall (and the headline scores) of run ``pretrained`` (fine-tuned from a
+    pretraining run) and run ``scratch`` (the same method from scratch), on the test cells held out by both.
+
+    ``predictions`` and ``data_infos``: ``{run_id: RunStore.predictions() / .data_info()}`` of the two runs.
+    Scores are recomputed on the shared cells, so two runs whose splits differ slightly (a cell without counts in
+    the pretraining genes is left out of the fine-tune) are still compared on the same cells. Raises
+    :class:`CompareError` when the runs were trained on different data or share no test cell.
+    """
+    from scapp.evaluate.metrics import classification_metrics
+
+    ids = [scratch, pretrained]
+    comp = compare_runs({r: predictions[r] for r in ids}, {r: {} for r in ids}, {r: data_infos[r] for r in ids},
+                        cells="test")
+    if comp.scope != "test":
+        raise CompareError("The two runs held out different test cells (different seeds or split settings), so "
+                           "their scores are not about the same cells; compare runs trained with the same seed.")
+    cells = comp.cells
+    true = cells["true"].astype(str).to_numpy()
+    classes = sorted(set(true))
+    rows = []
+    for c in classes:
+        sel = true == c
+        rows.append({"class": c, "support": int(sel.sum()),
+                     "recall_scratch": float((cells.loc[sel, f"pred_{scratch}"] == c).mean()),
+                     "recall_pretrained": float((cells.loc[sel, f"pred_{pretrained}"] == c).mean()),
+                     "n_changed": int((cells.loc[sel, f"pred_{scratch}"] != cells.loc[sel, f"pred_{pretrained}"])
+                                      .sum())})
+    per_class = pd.DataFrame(rows, columns=["class", "support", "recall_scratch", "recall_pretrained", "n_changed"])
+    per_class.insert(4, "change", per_class["recall_pretrained"] - per_class["recall_scratch"])
+    met = []
+    for arm, rid in (("from scratch", scratch), ("pretrained", pretrained)):
+        pred = cells[f"pred_{rid}"].astype(str).to_numpy()
+        pooled = pd.Index(sorted(set(classes) | set(pred)))  # a class only this run predicts counts against it
+        m = classification_metrics(pooled.get_indexer(true), pooled.get_indexer(pred), list(pooled))
+        met.append({"arm": arm, "run_id": rid, "macro_f1": m["macro_f1"],
+                    "balanced_accuracy": m["balanced_accuracy"], "accuracy": m["accuracy"]})
+    return PretrainingEffect(per_class=per_class, metrics=pd.DataFrame(met), n_cells=len(cells), note=comp.note)

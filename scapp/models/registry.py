@@ -106,6 +106,9 @@ class ModelSpec:
     gpu_speedup: float = 1.0
     curves: tuple[CurvePanel, ...] = ()
     """Its training chart's panels; empty: a classifier's loss and validation accuracy / macro-F1."""
+    pretrain_curves: tuple[CurvePanel, ...] = ()
+    """The chart of its pretraining runs (``capabilities.pretrains``: ``scapp pretrain``, or a run of it trained
+    without labels)."""
     trainable: bool = True
     """False: made from finished runs (``scapp ensemble``, the Compare page), not offered by ``scapp train`` or the
     Model page."""
@@ -156,6 +159,17 @@ def curve_panels(name: str | None) -> tuple[CurvePanel, ...]:
     (the chart then shows a classifier's loss and scores)."""
     spec = REGISTRY.get(name) if name else None
     return spec.curves if spec is not None else ()
+
+
+def run_curve_panels(config: dict[str, Any] | None) -> tuple[CurvePanel, ...]:
+    """The panels of one run's training chart, from its config: a pretraining run (``kind: "pretraining"``, or a
+    run of a method that pretrains trained without labels) draws its method's ``pretrain_curves``."""
+    config = config or {}
+    spec = REGISTRY.get(config.get("model") or "")
+    if spec is None:
+        return ()
+    pretraining = config.get("kind") == "pretraining" or (spec.capabilities.pretrains and not config.get("label"))
+    return spec.pretrain_curves if pretraining and spec.pretrain_curves else spec.curves
 
 
 def available() -> tuple[str, ...]:
@@ -375,6 +389,20 @@ register(ModelSpec(
                   "default": "The published network (512-512-256-256 → 64).",
                   "thorough": "The published network, trained longer."},
     explain_heading="**Gene scores per cell type**",
+    pretrain_curves=(
+        CurvePanel("Reconstruction loss (hidden genes)", (("train_loss", "train"), ("valid_loss", "validation")),
+                   y_title="loss",
+                   help=("How far the network's guesses of the genes hidden from each cell are from their true "
+                         "values (mean squared error on log expression, masked autoencoder); lower is better. "
+                         "Validation: cells held out of pretraining. With a contrastive objective (VICReg, SimCLR) "
+                         "the curve is that objective's loss.")),
+        CurvePanel("VICReg terms", (("train_invariance", "invariance"), ("train_variance", "variance"),
+                                    ("train_covariance", "covariance")), y_title="term", log_y=True,
+                   help=("VICReg: invariance (two views of a cell should embed alike), variance (every dimension "
+                         "should vary across cells) and covariance (dimensions should not repeat each other).")),
+        CurvePanel("Learning rate", (("lr", "learning rate"),), y_title="learning rate", log_y=True,
+                   help="Multiplied by 0.9 every 2 epochs (the published schedule)."),
+    ),
     # rough, until bench/estimates.py --calibrate measures it: an MLP epoch on 2k genes is ~0.1 s per 1k cells
     seconds_per_1k={"fast": 4.0, "default": 8.0, "thorough": 20.0}, gpu_speedup=10.0,
 ))

@@ -44,12 +44,21 @@ def check_request(req: TrainRequest, adata: Any) -> None:
     check_counts(get_matrix(adata, req.layer), what="The training data", layer_hint=False)
 
 
-def start_job(req: TrainRequest, *, root: Path | None = None) -> Path:
-    """Create the run folder, queue the job and start its process; returns the run folder."""
-    store = runs.RunStore.create(req.model, root=root)
+JOB_KEY = "job"
+"""The key of request.json holding the job a run belongs to: ``{"kind": "train" | "pretrain", "role", "chain"}``
+(``scapp.train.pretrain_jobs``); absent for a plain training run."""
+
+
+def start_job(req: TrainRequest | Any, *, root: Path | None = None, run: Path | None = None,
+              queued_at: float | None = None, job: dict[str, Any] | None = None) -> Path:
+    """Create the run folder (or use ``run``, an empty one), queue the job and start its process; returns the
+    run folder. ``req``: a ``TrainRequest``, or a ``PretrainRequest`` with ``job={"kind": "pretrain", ...}``;
+    ``queued_at``: its place in the queue (default now)."""
+    store = runs.RunStore(run) if run is not None else runs.RunStore.create(req.model, root=root)
     run = store.path
-    store.write_request(asdict(req))
-    store.write_status("queued", queued_at=time.time(), progress=0.0, phase="waiting in the queue")
+    store.write_request({**asdict(req), **({JOB_KEY: job} if job else {})})
+    store.write_status("queued", queued_at=time.time() if queued_at is None else queued_at, progress=0.0,
+                       phase="waiting in the queue")
     env = {**os.environ, "SCAPP_RUNS_DIR": str(run.parent)}
     with open(store.log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "scapp", "run-job", str(run)], stdout=log, stderr=log,
@@ -57,6 +66,20 @@ def start_job(req: TrainRequest, *, root: Path | None = None) -> Path:
                                 cwd=str(Path(__file__).resolve().parents[2]))
     store.write_status("queued", pid=proc.pid)
     return run
+
+
+def queued_work(run: Path) -> tuple[Any, Any]:
+    """``(request, work)`` of a queued run: a ``TrainRequest`` and ``run_training``, or a ``PretrainRequest`` and
+    ``run_pretraining`` (what ``python -m scapp run-job`` executes)."""
+    d = dict(runs.RunStore(run).request())
+    job = d.pop(JOB_KEY, None) or {}
+    if job.get("kind") == "pretrain":
+        from scapp.train.pretrain import PretrainRequest, run_pretraining
+
+        return PretrainRequest.from_dict(d), run_pretraining
+    from scapp.train.engine import run_training
+
+    return TrainRequest.from_dict(d), run_training
 
 
 def _ahead(run: Path) -> list[Path]:

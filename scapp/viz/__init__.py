@@ -8,7 +8,12 @@ No file I/O, no Streamlit, no global plotly settings. Pages call
 from __future__ import annotations
 
 from scapp.viz.colors import UNASSIGNED, UNASSIGNED_COLOR, class_colors
-from scapp.viz.compare import agreement_heatmap, ensemble_members_bars, metrics_comparison_bars
+from scapp.viz.compare import (
+    agreement_heatmap,
+    ensemble_members_bars,
+    metrics_comparison_bars,
+    pretraining_recall_bars,
+)
 from scapp.viz.embedding import downsample_idx, embedding_scatter
 from scapp.viz.explain import (
     cell_explain_bar,
@@ -41,6 +46,7 @@ __all__ = [
     "gene_importance_bar",
     "marker_overlap_bars",
     "metrics_comparison_bars",
+    "pretraining_recall_bars",
     "rare_common_recall",
     "reliability_diagram",
     "training_curves",

@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 
 from scapp.viz._style import fmt_num, message_figure, style
 
-__all__ = ["agreement_heatmap", "ensemble_members_bars", "metrics_comparison_bars"]
+__all__ = ["agreement_heatmap", "ensemble_members_bars", "metrics_comparison_bars", "pretraining_recall_bars"]
 
 _METRIC_NAMES = {"macro_f1": "macro F1", "median_f1": "median class F1", "balanced_accuracy": "balanced accuracy",
                  "accuracy": "accuracy", "ece_after": "ECE (calibrated)"}
@@ -143,3 +143,48 @@ def ensemble_members_bars(members: pd.DataFrame, *, ensemble: Mapping[str, float
     fig.update_layout(barmode="group", bargap=0.3)
     fig.update_yaxes(title_text="macro F1", range=[0, 1.08])
     return style(fig, title=title, height=420, legend_title=None)
+
+
+def _wrap(name: str, width: int = 10) -> str:
+    """A class name broken at spaces into lines of about ``width`` characters ("CD4 T memory" → "CD4 T<br>memory")."""
+    lines: list[str] = []
+    for word in name.split():
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines) or name
+
+
+def pretraining_recall_bars(per_class: pd.DataFrame, *, names: Mapping[str, str] | None = None,
+                            title: str | None = "Recall per cell type: from scratch vs pretrained") -> go.Figure:
+    """Grouped bars: per true class (rarest first, its test-cell count under the name), the recall of the run
+    trained from scratch beside the recall of the run fine-tuned from a pretraining run.
+
+    Parameters
+    ----------
+    per_class
+        :attr:`scapp.evaluate.compare.PretrainingEffect.per_class` (``class``, ``support``, ``recall_scratch``,
+        ``recall_pretrained``).
+    names
+        Legend names of the two arms, by ``"scratch"`` and ``"pretrained"``.
+    """
+    if per_class.empty:
+        return message_figure("No test cells to compare.", title=title)
+    df = per_class.sort_values(["support", "class"], kind="stable").reset_index(drop=True)
+    # upright names, wrapped at spaces, with the test-cell count under each (rotated names ran into each other)
+    x = [f"{_wrap(str(c))}<br><span style='font-size:11px'>n={n}</span>" for c, n in zip(df["class"], df["support"])]
+    fig = go.Figure()
+    names = {"scratch": "from scratch", "pretrained": "pretrained, then fine-tuned", **(names or {})}
+    for arm, col, color in (("scratch", "recall_scratch", "#9ECAE1"), ("pretrained", "recall_pretrained", "#08306B")):
+        vals = df[col].astype(float).to_numpy()
+        fig.add_trace(go.Bar(x=x, y=vals, name=names[arm], marker_color=color, meta=col,
+                             text=[f"{v:.2f}" if np.isfinite(v) else "–" for v in vals], textposition="outside",
+                             customdata=df["class"], hovertemplate="%{customdata}<br>" + names[arm]
+                             + " recall %{y:.3f}<extra></extra>"))
+    style(fig, title=title, height=460, legend_title=None)
+    fig.update_layout(barmode="group", bargap=0.25, bargroupgap=0.05,
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0})
+    fig.update_yaxes(title_text="recall (test cells)", range=[0, 1.12], tickvals=[0, 0.25, 0.5, 0.75, 1.0])
+    fig.update_xaxes(type="category", title_text="cell type (rarest first)", tickangle=0)
+    return fig

@@ -225,8 +225,11 @@ def training_curves(
             fig.update_yaxes(range=[0, 1.02], row=row, col=col)
         elif p.log_y:
             vals = np.concatenate([y[np.isfinite(y)] for _, _, y in drawn])
-            fig.update_yaxes(type="log", tickvals=log_ticks(float(vals.min()), float(vals.max())), tickformat="~g",
-                             row=row, col=col)
+            lo_y, hi_y = float(vals.min()), float(vals.max())
+            if hi_y < 1.5 * lo_y:  # (nearly) flat, e.g. a learning rate before its first decay: plotly's own range
+                lo_y, hi_y = lo_y / 2, hi_y * 2  # is a decade of overlapping minor labels; a factor 2 each side
+                fig.update_yaxes(range=[math.log10(lo_y), math.log10(hi_y)], row=row, col=col)
+            fig.update_yaxes(type="log", tickvals=log_ticks(lo_y, hi_y), tickformat="~g", row=row, col=col)
         else:
             clipped = loss_axis(h, series=[(c, lab) for c, lab, _ in drawn])
             if clipped is not None:
