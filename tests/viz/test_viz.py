@@ -106,6 +106,8 @@ BUILDERS = {
     "ensemble_members_bars": lambda d: viz.ensemble_members_bars(
         pd.DataFrame({"name": ["logreg_hvg", "sims"], "weight": [0.7, 0.3], "valid_macro_f1": [0.9, 0.8],
                       "test_macro_f1": [0.88, 0.81]}), ensemble={"valid_macro_f1": 0.91, "test_macro_f1": 0.9}),
+    "pretraining_recall_bars": lambda d: viz.pretraining_recall_bars(d["per_class"].assign(
+        recall_scratch=d["per_class"]["recall"] * 0.9, recall_pretrained=d["per_class"]["recall"])),
 }
 
 
@@ -142,7 +144,8 @@ def test_every_public_builder_is_covered_and_keyword_only():
     data_first = {"counts_histograms": 2, "class_sizes_bar": 1, "training_curves": 1, "confusion_heatmap": 1,
                   "class_f1_bars": 1, "reliability_diagram": 2, "embedding_scatter": 2, "class_gene_heatmap": 3,
                   "gene_importance_bar": 2, "cell_explain_bar": 2, "expression_dotplot": 2, "dotplot_data": 4,
-                  "agreement_heatmap": 1, "metrics_comparison_bars": 1, "ensemble_members_bars": 1}
+                  "agreement_heatmap": 1, "metrics_comparison_bars": 1, "ensemble_members_bars": 1,
+                  "pretraining_recall_bars": 1}
     for name, n_data in data_first.items():
         params = list(inspect.signature(getattr(viz, name)).parameters.values())
         assert all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params[:n_data]), name
