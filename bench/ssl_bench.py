@@ -395,7 +395,7 @@ def run_task(task: str, data: str, a: argparse.Namespace, *, fractions: tuple[fl
                         if src in s.unavailable or not todo(arm, frac):
                             continue
                         if src not in runs_of:
-                            runs_of[src] = pretrain_run(s, src, seed, a, mask_rate=mr)
+                            runs_of[src] = pretrain_run(s, src, seed, a, method=a.method, mask_rate=mr)
                         rec(arm, frac, lab, val, arm_probe(s, lab, seed, runs_of[src]),
                             pretrain=pretrain_info(runs_of[src]))
                         continue
@@ -406,7 +406,7 @@ def run_task(task: str, data: str, a: argparse.Namespace, *, fractions: tuple[fl
                         rec(arm, frac, lab, val, m, fit=info)
                     elif arm in PRETRAINED:
                         if arm not in runs_of:
-                            runs_of[arm] = pretrain_run(s, arm, seed, a, mask_rate=mr)
+                            runs_of[arm] = pretrain_run(s, arm, seed, a, method=a.method, mask_rate=mr)
                         m, info = arm_ssl(s, lab, val, seed, a, runs_of[arm])
                         rec(arm, frac, lab, val, m, fit=info, pretrain=pretrain_info(runs_of[arm]))
                     elif arm in ("E_logreg", "E_logreg_hvg", "F_sims"):
@@ -649,6 +649,8 @@ def main() -> None:
         q.add_argument("--ft-epochs", type=int, default=40, help="fine-tuning / training epoch cap (fast preset: 40)")
         q.add_argument("--patience", type=int, default=5, help="fine-tuning early-stopping patience (fast: 5)")
         q.add_argument("--runs", default="/tmp/scapp_ssl_bench", help="where pretraining runs are kept")
+        q.add_argument("--method", default="mae", choices=["mae", "vicreg", "simclr"],
+                       help="pretraining objective of arms B / C / Cp and their D probes (give --variant too)")
         q.add_argument("--variant", default="", help="name of an ablation: recorded as arm '<arm>+<variant>'")
         q.add_argument("--pre-options", type=json.loads, default={},
                        help="JSON of ssl options for the pretraining runs only (an ablation; give --variant)")
