@@ -380,7 +380,8 @@ register(ModelSpec(
            "other files or the query with 'scapp pretrain', then start from that run; without one the same network "
            "trains from scratch. In the published study pretraining helped mainly when it used far more cells "
            "(millions) than the labelled reference; pretraining on the same cells gave no gain."),
-    capabilities=Capabilities(classifies=True, embeds=True, pretrains=True, needs_labels=False),
+    capabilities=Capabilities(classifies=True, embeds=True, pretrains=True, needs_labels=False,
+                              explain_kind="integrated_gradients"),
     presets={"fast": {"encoder_widths": [256, 128, 64], "max_epochs": 40, "early_stopping_patience": 5},
              "default": {},
              "thorough": {"max_epochs": 500, "early_stopping_patience": 20}},
