@@ -66,6 +66,9 @@ class TrainRequest:
     from_run: str | None = None
     """Folder (absolute path) of a pretraining run whose encoder this run starts from (``--from``): the run is
     trained on that run's genes and preprocessing, with its layer widths (``scapp.train.pretrain``)."""
+    like_run: str | None = None
+    """Folder of a pretraining run whose genes, preprocessing and layer widths this run takes **without** its
+    weights: the from-scratch control of a fine-tune, so the two differ only in the starting encoder."""
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainRequest:
@@ -276,13 +279,13 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
     known = model_cls.Config.__dataclass_fields__
     pre = None
     pre_notes: list[str] = []
-    if req.from_run:  # fine-tune from a pretraining run: its genes, recipe and layer widths
+    if req.from_run or req.like_run:  # fine-tune from (or like) a pretraining run: its genes, recipe, widths
         from scapp.train.pretrain import load_pretraining
 
         if req.genes is not None:
             raise InputError("A run started from a pretraining run uses that run's genes; it cannot also be "
                              "restricted to a query's genes.")
-        pre = load_pretraining(req.from_run)
+        pre = load_pretraining(req.from_run or req.like_run)
         for k, v in pre.architecture.items():
             if k in known:
                 if k in cfg_dict and cfg_dict[k] != v:
@@ -332,7 +335,9 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
         from scapp.data.align import align_genes
 
         X, overlap = align_genes(X, adata.var, pre.genes)
-        pre_notes.insert(0, f"Started from pretraining run {pre.id} ({pre.method or 'ssl'}): this file has "
+        pre_notes.insert(0, f"{'Started from' if req.from_run else 'Genes and network of'} pretraining run "
+                            f"{pre.id} ({pre.method or 'ssl'}{'' if req.from_run else ', its weights not used'}): "
+                            "this file has "
                             f"{overlap.n_shared:,} of its {overlap.n_model_genes:,} genes ({overlap.frac_shared:.0%});"
                             " the others are zero here.")
     if req.label:
@@ -405,7 +410,7 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
         Xp, features = stack(Xp, prot.transform(protein)), recipe.features + prot.features
 
     model = model_cls(model_cfg, n_features=Xp.shape[1], classes=classes, device=str(device))
-    if pre is not None:
+    if pre is not None and req.from_run:
         model.fit_info["warm_start"] = {"run": pre.id, "method": pre.method, **model.warm_start(pre.state)}
     max_epochs = getattr(model_cfg, "max_epochs", 1)
     reporter = _Reporter(run, max_epochs, within, clock)

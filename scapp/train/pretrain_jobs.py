@@ -227,7 +227,7 @@ def start_pretrain_jobs(req: TrainRequest, plan: PretrainPlan, *, root: Path) ->
         start_job(pretrain_request(req, plan), run=pre, queued_at=now, job={"kind": "pretrain", "role":
                                                                               "pretraining", "chain": chain})
     if scratch is not None:
-        start_job(replace(req, from_run=None, parent=None), run=scratch, queued_at=now + 0.001,
+        start_job(replace(req, from_run=None, like_run=str(pre), parent=None), run=scratch, queued_at=now + 0.001,
                   job={"kind": "train", "role": "scratch", "chain": chain})
     start_job(replace(req, from_run=str(pre), parent=str(pre)), run=ft, queued_at=now + 0.002,
               job={"kind": "train", "role": "finetune", "chain": chain})

@@ -166,6 +166,11 @@ def test_start_queues_pretraining_scratch_then_finetune_and_run_job_pretrains(sm
     ft = runs.RunStore(jobs.finetune)
     assert ft.config()["from_run"] == str(jobs.pretraining)
     assert ft.metrics()["fit_info"]["warm_start"]["run"] == jobs.pretraining.name
+    # the from-scratch control differs from the fine-tune only in its starting weights: same genes, same network
+    sc = runs.RunStore(jobs.scratch)
+    assert sc.genes() == ft.genes() == runs.RunStore(jobs.pretraining).genes()
+    assert "warm_start" not in sc.metrics()["fit_info"] and sc.config()["like_run"] == str(jobs.pretraining)
+    assert sc.config()["model_config"]["encoder_widths"] == ft.config()["model_config"]["encoder_widths"]
     assert all(s.state == "finished" for s in job_steps(jobs.finetune))
     assert current_step(job_steps(jobs.finetune)).role == "finetune"
     cands = scratch_candidates(jobs.finetune, root)
