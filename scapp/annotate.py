@@ -105,6 +105,12 @@ def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
         msg = f"Run {store.id} has no trained model (state: {state}); pick a finished run."
         raise RunError(msg)
     cfg = store.config()  # refuses a run of a newer format
+    if cfg.get("kind") == "pretraining":
+        msg = (f"Run {store.id} is a pretraining run: an encoder learnt without labels, with no classifier to "
+               f"annotate cells. Fine-tune it on labelled cells first (scapp train DATA --label COLUMN --model "
+               f"{'sims' if cfg.get('method') == 'tabnet' else 'ssl'} --from {store.path}), then annotate with "
+               "that run.")
+        raise RunError(msg)
     classes = store.classes()
     T = store.temperature()
     prot_dict = store.protein()
@@ -128,8 +134,12 @@ def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     if spec.capabilities.combines:  # an ensemble: its member runs live inside its folder
         members = [load_run(store.existing_member(rid).path, device=device) for rid in model.config.member_runs]
         model.attach(members, recipe.genes)
-    important = (store.global_importance()["gene"].astype(str).head(50).tolist()
-                 if spec.capabilities.explain_kind else [])
+    important: list[str] = []
+    if spec.capabilities.explain_kind:
+        try:
+            important = store.global_importance()["gene"].astype(str).head(50).tolist()
+        except RunError:  # a run made before its method explained (ssl before issue 13's IG): no gene ranking
+            important = []
     return LoadedRun(path=store.path, config=cfg, model=model, recipe=recipe, classes=classes, temperature=T,
                      important_genes=important, protein=protein)
 

@@ -298,6 +298,19 @@ def test_predict_with_a_fine_tuned_run(round_trip, tmp_path):
     assert len(df) == 1500 and {"label", "confidence"} <= set(df.columns)
 
 
+def test_predict_with_a_pretraining_run_says_to_fine_tune_first(round_trip, tmp_path, capsys):
+    from scapp.cli import main
+    from scapp.data.demo import demo_query_path
+
+    pre, *_ = round_trip
+    out = tmp_path / "pred.csv"
+    capsys.readouterr()
+    rc = main(["predict", str(pre), str(demo_query_path()), "--csv", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0 and "is a pretraining run" in err and f"--model ssl --from {pre}" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
 def test_train_from_a_run_that_does_not_pretrain_is_refused(round_trip, tmp_path, capsys):
     from scapp.cli import main
     from scapp.data.demo import demo_path
