@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 st.set_page_config(page_title="scapp", layout="wide",
                    **({"page_icon": str(HERE / "assets" / "logo.svg")} if "numpy" in sys.modules else {}))
 
-from pages._ui import refresh_sidebar, restore_from_url, sidebar, sync_url  # noqa: E402 - after set_page_config
+# after set_page_config
+from pages._ui import refresh_sidebar, restore_from_url, sidebar, sync_url, upload_housekeeping  # noqa: E402
 
 pages = [
     st.Page("pages/data.py", title="Data", icon=":material/dataset:", default=True),
@@ -29,6 +30,7 @@ nav = st.navigation(pages)
 restore_from_url()  # a reload keeps the dataset, labels, model, preset and run (they live in the URL)
 sidebar()
 sync_url()
+upload_housekeeping()  # this session's uploads are held; those nobody needs are swept (scapp.uploads)
 nav.run()
 # reached when the page ran to its end (st.stop and st.rerun leave earlier): show what the page chose
 refresh_sidebar()

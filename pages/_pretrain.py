@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from pages._ui import runs_root, save_upload
+from pages._ui import runs_root, save_upload, uploads_folder
 from scapp.errors import ScappError
 from scapp.train.pretrain_jobs import METHOD_NAMES as OBJECTIVES
 
@@ -33,6 +33,20 @@ def saved_plan(model: str, data: str | None) -> Any:
         return None
 
 
+def _file_options(data: str | None) -> dict[str, str]:
+    """The files offered to pretrain on: ``pretraining_file_options`` plus the files uploaded to the app (stored by
+    content in sub-folders of the uploads folder, ``scapp.uploads``)."""
+    from scapp.train.pretrain_jobs import DATA_SUFFIXES, pretraining_file_options
+    from scapp.uploads import stored_uploads
+
+    root = uploads_folder()
+    options = pretraining_file_options(data, query=st.session_state.get("query_path"), uploads=root)
+    for p in stored_uploads(root):
+        if p.name.lower().endswith(DATA_SUFFIXES):
+            options.setdefault(str(p.resolve()), f"{p.name} (uploaded)")
+    return options
+
+
 def _default(key: str, value: Any) -> None:
     if key not in st.session_state:
         st.session_state[key] = value
@@ -44,7 +58,6 @@ def pretraining_form(model: str, opts: dict[str, Any], loaded: Any) -> None:
         PretrainPlan,
         fitting_pretraining_runs,
         pretrain_methods,
-        pretraining_file_options,
     )
 
     data = st.session_state.get("dataset_path")
@@ -60,15 +73,13 @@ def pretraining_form(model: str, opts: dict[str, Any], loaded: Any) -> None:
                     label_visibility="collapsed")
     plan: PretrainPlan | None = None
     if mode == "pretrain":
-        options = pretraining_file_options(data, query=st.session_state.get("query_path"),
-                                           uploads=runs_root().parent / "uploads")
+        options = _file_options(data)
         _default("model-pre-files", [f for f in prev.get("files", []) if f in options] or list(options)[:1])
         up = st.file_uploader("Add a file of unlabelled cells (raw counts)",
                               type=["h5ad", "h5", "loom", "csv", "tsv", "gz", "zip"], key="model-pre-upload")
         if up is not None:
             added = str(save_upload(up).resolve())
-            options = pretraining_file_options(data, query=st.session_state.get("query_path"),
-                                               uploads=runs_root().parent / "uploads")
+            options = _file_options(data)
             if st.session_state.get("model-pre-uploaded") != added:  # select it once, when it arrives
                 st.session_state["model-pre-uploaded"] = added
                 st.session_state["model-pre-files"] = [*st.session_state.get("model-pre-files", []), added]

@@ -75,8 +75,31 @@ def sidebar() -> None:
         st.session_state[_SIDEBAR_SLOT] = st.empty()
         refresh_sidebar()
         st.caption(device_label())
+        exposed = exposed_address()
+        if exposed:
+            st.warning(f"This app is reachable from other machines ({exposed}): anyone who can reach it can see "
+                       "and download your data, runs and uploads. Serve it on 127.0.0.1 (the default in "
+                       ".streamlit/config.toml) unless that is what you want.", icon=":material/public:")
         st.radio("Figure download format", list(FIG_FORMATS), horizontal=True, key="fig-format",
                  help="What the camera icon in each figure's toolbar saves (at twice the screen resolution).")
+
+
+_LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def exposed_address() -> str | None:
+    """The address the server listens on when that is not this machine only, else None.
+
+    Unset means every interface to Streamlit (it happens when the app is started outside the repository, whose
+    .streamlit/config.toml sets 127.0.0.1); that is reported only where a server is running.
+    """
+    from streamlit import runtime
+
+    addr = st.get_option("server.address")
+    if addr:
+        a = str(addr).strip().strip("[]").lower()
+        return None if a in _LOCAL or a.startswith("127.") else str(addr)
+    return "all network interfaces" if runtime.exists() else None
 
 
 def refresh_sidebar() -> None:
@@ -223,19 +246,94 @@ def runs_root() -> Path:
     return root
 
 
+def session_id() -> str | None:
+    """This browser session's id (Streamlit's), or None outside a script run."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return getattr(ctx, "session_id", None)
+
+
+def uploads_folder() -> Path:
+    from scapp.uploads import uploads_root
+
+    return uploads_root(runs_root())
+
+
 def save_upload(upload: Any) -> Path:
-    """Write an uploaded file next to the runs (never over an existing file)."""
-    folder = runs_root().parent / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    name = Path(upload.name).name or "upload"
-    dest = folder / name
-    i = 1
-    while dest.exists() and dest.stat().st_size != upload.size:
-        dest = folder / f"{Path(name).stem}-{i}{''.join(Path(name).suffixes)}"
-        i += 1
-    if not dest.exists():
-        dest.write_bytes(upload.getbuffer())
-    return dest
+    """Store an uploaded file by its content (``scapp.uploads``), once per upload: a corrected file uploaded again
+    under the same name is a new upload with new bytes, so it is stored and read afresh."""
+    from scapp.uploads import store_upload
+
+    memo = st.session_state.setdefault("_uploads", {})
+    key = getattr(upload, "file_id", None) or f"{upload.name}:{upload.size}:{id(upload)}"
+    if key in memo and Path(memo[key]).is_file():
+        return Path(memo[key])
+    path = store_upload(upload.getbuffer(), upload.name, root=uploads_folder(), session=session_id())
+    memo[key] = str(path)
+    return path
+
+
+def _session_alive(sid: str) -> bool:
+    from streamlit import runtime
+
+    return runtime.exists() and runtime.get_instance().is_active_session(sid)
+
+
+@st.cache_resource(show_spinner=False)
+def _sweeper() -> dict[str, Any]:
+    """One per server process: when the uploads were last swept (0: not yet, so the first page run sweeps)."""
+    import threading
+
+    return {"last": 0.0, "lock": threading.Lock()}
+
+
+def upload_housekeeping() -> None:
+    """Note that this session is alive (at most once a minute) and sweep uploads nobody needs any more (when the
+    app starts, then every few minutes): ``scapp.uploads.sweep``."""
+    import os
+    import time
+
+    from scapp import uploads
+
+    root, now, sid = uploads_folder(), time.time(), session_id()
+    held = [p for p in (st.session_state.get("dataset_path"), st.session_state.get("query_path"))
+            if p and uploads.upload_of(p, root) is not None]
+    if sid and (now - st.session_state.get("_uploads-seen", 0.0) > 60 or held != st.session_state.get("_uploads-held")):
+        try:
+            uploads.hold(root, sid, held, now=now)  # a reload or restart: the files of the URL are held again
+        except OSError:
+            pass
+        st.session_state["_uploads-seen"], st.session_state["_uploads-held"] = now, held
+    sw = _sweeper()
+    # the first sweep waits for the first page run that has imported pandas (reading runs needs it): the very first
+    # paint of the Data page imports nothing heavy
+    due = now - sw["last"] > uploads.SWEEP_EVERY_S and (sw["last"] or "pandas" in sys.modules)
+    if due and sw["lock"].acquire(blocking=False):
+        try:
+            sw["last"] = now
+            grace = float(os.environ.get("SCAPP_UPLOAD_GRACE_S", uploads.GRACE_S))
+            uploads.sweep(root, runs_root(), is_alive=_session_alive, now=now, grace_s=grace)
+        except OSError:
+            pass  # a sweep that cannot finish is tried again later; the page goes on
+        finally:
+            sw["lock"].release()
+
+
+def keep_upload_checkbox(path: str | Path, *, key: str) -> None:
+    """For an uploaded file: a "keep" box (uploads are removed after the session ends unless kept or trained on)."""
+    from scapp import uploads
+
+    root = uploads_folder()
+    if uploads.upload_of(path, root) is None:
+        return
+    kept = uploads.is_kept(path, root)
+    keep = st.checkbox("Keep this upload after this session", value=kept, key=f"{key}-{Path(path).parent.name}",
+                       help="Uploaded files are removed about an hour after the browser session that uploaded them "
+                            "ends, unless kept here. A file a run was trained on is kept while the run exists. "
+                            f"They are stored in {root}.")
+    if keep != kept:
+        uploads.set_keep(path, root, keep)
 
 
 def chosen_file(upload: Any, typed_path: str, state_key: str) -> Path | None:

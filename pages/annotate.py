@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, chosen_file, load, runs_root, show_error, show_figure
+from pages._ui import choose_run, chosen_file, keep_upload_checkbox, load, runs_root, show_error, show_figure
 from scapp.data.validate import UNASSIGNED
 from scapp.errors import ScappError
 
@@ -42,6 +42,9 @@ q2.write("")
 q2.button("Use demo query", key="annotate-demo", on_click=_use_demo_query, width="stretch")
 q2.caption("PBMC 4k (10x v2): 1,500 cells from another donor and lab, to annotate with a model trained on the demo.")
 p = chosen_file(up, qpath, "query_path")
+if p is not None:
+    with q1:
+        keep_upload_checkbox(p, key="annotate-keep")
 if p is None or not p.exists():
     if p is None and not qpath:
         st.info("Upload a query dataset or give its path.")
@@ -72,7 +75,8 @@ if qc.input_kind != "counts":
     st.error(f"The query does not look like raw counts: {qc.input_kind_reason}")
 
 
-@st.cache_data(show_spinner="Reading the genes of the model's training file…", max_entries=4)
+# shared and read-only: st.cache_data would unpickle a copy on every hit (nothing in scapp unpickles)
+@st.cache_resource(show_spinner="Reading the genes of the model's training file…", max_entries=4)
 def _retrain_offer(run_dir: str, query_path: str, mtime: float):
     from scapp.retrain import retrain_offer
 

@@ -47,7 +47,8 @@ if len(chosen) < 2:
     st.stop()
 
 
-@st.cache_data(show_spinner="Reading the runs…", max_entries=16)
+# shared and read-only: st.cache_data would unpickle a copy on every hit (nothing in scapp unpickles)
+@st.cache_resource(show_spinner="Reading the runs…", max_entries=16)
 def _results(run_dir: str, stamp: str) -> dict:
     return runs.RunStore(run_dir).results()
 

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import chosen_file, load_current, refresh_sidebar, show_error, show_figure, sync_url
+from pages._ui import (
+    chosen_file,
+    keep_upload_checkbox,
+    load_current,
+    refresh_sidebar,
+    show_error,
+    show_figure,
+    sync_url,
+)
 from scapp.errors import ScappError
 
 # The first page a user sees: paint it before anything heavy (numpy, pandas, anndata, plotly) is imported.
@@ -36,6 +44,9 @@ with c2:
     st.caption("PBMC 3k (10x Genomics), 2,638 cells, 9 cell types.")
 
 chosen_file(up, path_in, "dataset_path")
+if st.session_state.get("dataset_path"):
+    with c1:
+        keep_upload_checkbox(st.session_state["dataset_path"], key="data-keep")
 
 try:
     loaded = load_current()

@@ -533,7 +533,8 @@ def _map_cells_input(run_dir: str, stamp: str, cells_key: str, _cell_ids: tuple[
     return cells_input(_loaded_run(run_dir, stamp), list(_cell_ids))
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+# shared and read-only: st.cache_data would unpickle a copy on every hit (nothing in scapp unpickles)
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _gene_on_map(run_id: str, gene: str, cells_key: str, run_dir: str, stamp: str,
                  _cell_ids: tuple[str, ...]) -> pd.DataFrame:
     """One gene raw and denoised in the map's cells: the model is run over these cells in blocks (streamed, never
@@ -544,7 +545,8 @@ def _gene_on_map(run_id: str, gene: str, cells_key: str, run_dir: str, stamp: st
     return gene_values(r.model, _map_cells_input(run_dir, stamp, cells_key, _cell_ids), r.recipe.features, gene)
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+# shared and read-only: st.cache_data would unpickle a copy on every hit (nothing in scapp unpickles)
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _denoise_tables(run_dir: str, stamp: str) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     r = runs.RunStore(run_dir)
     return r.denoise_cells(), r.denoise_genes()

@@ -22,6 +22,15 @@ st.dataframe(shown, hide_index=True, width="stretch", column_config=column_confi
 st.page_link("pages/compare.py", label="Compare runs trained on the same data", icon=":material/compare_arrows:")
 rid = st.selectbox("Run", table["run_id"].tolist(), key="runs-pick")
 run = runs_root() / rid
+try:
+    status = runs.read_status(run) or {}
+except ScappError as e:
+    status = {}
+    show_error(e)
+if status.get("state") == "failed":  # e.g. its trainer was killed: say why, as the Train page does
+    st.error(f"Run {rid} failed: {status.get('error') or 'no reason was recorded'}", icon=":material/error:")
+elif status.get("state") == "cancelled" and status.get("message"):
+    st.caption(status["message"])
 c = st.columns(3)
 if c[0].button("Open in Explore", key="runs-open"):
     set_run(rid, picked=True)
