@@ -60,6 +60,7 @@ from torch import nn
 
 from scapp.errors import ConfigError
 from scapp.models.base import Explanation, FitData, Phase, ScappModel, StepOutput, TrainerAPI, config_from_dict
+from scapp.models.sims import SIMSConfig
 from scapp.tensors import DeviceMatrix, batch_slices, dense_batches
 
 METHODS = ("mae", "vicreg", "simclr")
@@ -654,18 +655,19 @@ TABNET_ARCHITECTURE = ("n_d", "n_a", "n_steps", "gamma", "n_independent", "n_sha
 
 @dataclass
 class TabNetPretrainConfig:
-    """TabNet pretraining (methods.md §1 "optional SSL warm start"); the network options are SIMS's defaults."""
+    """TabNet pretraining (methods.md §1 "optional SSL warm start"); the network options (``TABNET_ARCHITECTURE``)
+    default to SIMS's own, so a SIMS run with default settings can start from it."""
 
-    n_d: int = 32
-    n_a: int = 32
-    n_steps: int = 3
-    gamma: float = 1.3
-    n_independent: int = 2
-    n_shared: int = 2
-    virtual_batch_size: int = 128
-    momentum: float = 0.02
-    mask_type: str = "sparsemax"
-    l2_normalize: bool = True
+    n_d: int = SIMSConfig.n_d
+    n_a: int = SIMSConfig.n_a
+    n_steps: int = SIMSConfig.n_steps
+    gamma: float = SIMSConfig.gamma
+    n_independent: int = SIMSConfig.n_independent
+    n_shared: int = SIMSConfig.n_shared
+    virtual_batch_size: int = SIMSConfig.virtual_batch_size
+    momentum: float = SIMSConfig.momentum
+    mask_type: str = SIMSConfig.mask_type
+    l2_normalize: bool = SIMSConfig.l2_normalize
     """As SIMS reads its input: log1p of normalized counts divided by the cell's L2 norm."""
     pretraining_ratio: float = 0.5
     """Share of genes obfuscated per cell (methods.md: 0.2-0.5)."""

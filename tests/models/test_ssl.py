@@ -429,3 +429,12 @@ def test_fine_tuned_run_explains_with_integrated_gradients(round_trip):
         higher.append(np.mean(X[y == c][:, idx].mean(0) > X[y != c][:, idx].mean(0)))
     print("IG top-10 share higher in class:", np.round(higher, 2), "completeness", ex["ig_completeness_rel_error"])
     assert np.mean(higher) > 0.7, higher
+
+
+def test_tabnet_pretraining_network_defaults_are_sims_defaults():
+    """A SIMS run with default settings must be able to start from a TabNet pretraining with default settings."""
+    from scapp.models.sims import SIMSConfig
+    from scapp.models.ssl import TABNET_ARCHITECTURE, TabNetPretrainConfig
+
+    a, b = TabNetPretrainConfig(), SIMSConfig()
+    assert {k: getattr(a, k) for k in TABNET_ARCHITECTURE} == {k: getattr(b, k) for k in TABNET_ARCHITECTURE}
