@@ -4,6 +4,7 @@ that click like a user (no session-state shortcuts)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -47,6 +48,22 @@ def load_demo(pg) -> None:
     pg.get_by_role("button", name="Load demo dataset").click()
     settle(pg, 2)
     pg.get_by_text("2,638").first.wait_for()
+
+
+def set_up_model(pg, model: str | None = None, preset: str | None = None, **fields: str) -> None:
+    """Model page like a user: pick ``model`` (its card), click ``preset``, fill labelled number inputs
+    (``Max_epochs="3"`` fills "Max epochs") and press Save settings."""
+    go(pg, "Model")
+    if model:
+        pg.locator(f".st-key-model-pick-{model} button").first.click()
+        settle(pg)
+    if preset:
+        pg.get_by_text(re.compile(rf"^{preset} \(")).first.click()
+        settle(pg)
+    for label, value in fields.items():
+        pg.get_by_label(label.replace("_", " "), exact=True).fill(value)
+    pg.get_by_role("button", name="Save settings").click()
+    settle(pg)
 
 
 def start_server(runs_dir: Path, extra_env: dict | None = None):

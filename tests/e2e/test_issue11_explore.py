@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from e2e_helpers import SHOTS, go, load_demo, settle, view
+from e2e_helpers import SHOTS, go, load_demo, set_up_model, settle, view
 
 pytestmark = pytest.mark.e2e
 
@@ -26,12 +26,7 @@ def sims_run(page, server):
     """Demo → Model: SIMS, preset fast, 10 epochs → Train → finished."""
     pg = page
     load_demo(pg)
-    go(pg, "Model")
-    pg.get_by_text(re.compile(r"^fast \(")).first.click()
-    settle(pg)
-    pg.get_by_label("Max epochs", exact=True).fill("10")
-    pg.get_by_role("button", name="Save settings").click()
-    settle(pg)
+    set_up_model(pg, preset="fast", Max_epochs="10")
     go(pg, "Train")
     pg.get_by_role("button", name="Start training").click()
     pg.get_by_text("— finished").first.wait_for(timeout=300_000)

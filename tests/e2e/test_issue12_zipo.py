@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from e2e_helpers import SHOTS, go, load_demo, settle, view
+from e2e_helpers import SHOTS, go, load_demo, set_up_model, settle, view
 
 pytestmark = pytest.mark.e2e
 
@@ -20,14 +20,7 @@ def zipo_run(page):
     """Demo → Model: ZiPo, preset fast, 30 epochs → Train → finished → Explore."""
     pg = page
     load_demo(pg)
-    go(pg, "Model")
-    pg.locator(".st-key-model-pick-zipo button").click()
-    settle(pg)
-    pg.get_by_text(re.compile(r"^fast \(")).first.click()
-    settle(pg)
-    pg.get_by_label("Max epochs", exact=True).fill("30")
-    pg.get_by_role("button", name="Save settings").click()
-    settle(pg)
+    set_up_model(pg, "zipo", "fast", Max_epochs="30")
     go(pg, "Train")
     pg.get_by_role("button", name="Start training").click()
     pg.get_by_text("— finished").first.wait_for(timeout=400_000)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import SHOTS, go, load_demo, settle, view
+from e2e_helpers import SHOTS, go, load_demo, set_up_model, settle, view
 
 pytestmark = pytest.mark.e2e
 
@@ -28,14 +28,7 @@ def test_pretrain_on_demo_and_query_then_fine_tune_and_see_what_pretraining_chan
     pg = page
     _, runs_dir = server
     load_demo(pg)
-    go(pg, "Model")
-    pg.locator(".st-key-model-pick-ssl button").first.click()
-    settle(pg)
-    pg.get_by_text(re.compile(r"^fast \(")).click()
-    settle(pg)
-    pg.get_by_label("Max epochs", exact=True).fill("2")
-    pg.get_by_role("button", name="Save settings").click()
-    settle(pg)
+    set_up_model(pg, "ssl", "fast", Max_epochs="2")
 
     # the pretraining choice: the demo's query is offered (and picked) first; add the demo's own cells
     pg.get_by_text("Pretrain on unlabeled cells first").click()
