@@ -6,21 +6,26 @@ plain count table. :func:`read_data` turns all of them into one shape, cells ×
 genes with ``.X`` as CSR float32 where that saves memory, and says in a
 ``read_info`` dict what it did and guessed, so the app can show it.
 
-Files are only ever opened for reading; nothing is unpickled.
+Files are only ever opened for reading; nothing is unpickled. Before a reader
+runs, the first bytes are checked against the extension (an h5ad renamed
+``.csv`` is named as such, with the fix); archives and gzip streams are inflated
+only within the limits of :mod:`scapp.data.archive` (no zip bombs); every error
+of the underlying libraries on a bad file becomes an :class:`InputError` that
+says what is wrong. Repeated cell names are made unique, with a warning, so that
+predictions are never keyed twice by the same name.
 """
 
 from __future__ import annotations
 
 import csv
-import gzip
 import os
 import re
-import shutil
 import stat
 import tarfile
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -31,6 +36,11 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from scapp.data import archive as _archive
+from scapp.data import hdf5_guard as _hdf5_guard
+from scapp.data import sniff as _sniff
+from scapp.data.archive import one_line as _one_line
+from scapp.data.archive import why as _why
 from scapp.errors import InputError, InputRepresentationWarning, UnsupportedFormatError
 
 __all__ = ["SUPPORTED", "read_data"]
@@ -111,10 +121,14 @@ def read_data(
     p = Path(path)
     if not p.exists():
         raise InputError(f"No such file: '{p}'. Check the path (and that the file was uploaded).")
+    if not os.access(p, os.R_OK) or (p.is_dir() and not os.access(p, os.X_OK)):
+        raise InputError(f"Could not read '{p.name}': no permission to read it. Check its permissions (chmod u+r).")
 
     if p.is_dir():
         adata, info = _read_mtx_tree(p)
     else:
+        if not p.is_file():
+            raise InputError(f"Could not read '{p}': it is not a regular file (a device, pipe or socket).")
         if p.stat().st_size == 0:
             raise InputError(
                 f"Could not read '{p.name}': the file is empty (0 bytes). "
@@ -122,6 +136,8 @@ def read_data(
             )
         name = p.name.lower()
         mtx_match = _MTX_RE.match(p.name)
+        if not mtx_match:
+            _check_content(p, _family(name))
         if mtx_match:
             # A matrix.mtx file given directly: read the folder it sits in.
             adata, info = _read_mtx_dir(p.parent, only_prefix=mtx_match["prefix"])
@@ -141,6 +157,7 @@ def read_data(
                 f"Supported: {', '.join(SUPPORTED)}."
             )
 
+    _check_sparse(adata, p)
     if info["format"] in ("h5ad", "loom"):
         adata = _apply_fixed_orientation(adata, info, orientation)
     elif info["format"] in ("10x_h5", "10x_mtx") and orientation != "auto":
@@ -150,6 +167,7 @@ def read_data(
         )
     info["path"] = str(p)
     _finalize_x(adata, info)
+    _unique_cell_names(adata, info, p)
     return adata, info
 
 
@@ -176,12 +194,22 @@ def _finalize_x(adata: anndata.AnnData, info: dict) -> None:
             f"layers: {layers}. Set adata.X to the counts layer and save it again."
         )
     if sparse.issparse(X):
+        if X.dtype.kind not in "biuf":
+            raise InputError(
+                f"Could not use '{info.get('path') or 'the file'}': its main matrix (.X) holds {X.dtype} values, "
+                "not numbers. Put the counts in .X and save it again."
+            )
         if not (isinstance(X, sparse.csr_matrix) and X.dtype == np.float32):
             adata.X = sparse.csr_matrix(X, dtype=np.float32)
         return
     X = np.asarray(X)
     if X.ndim != 2:
         raise InputError(f"The main matrix has {X.ndim} dimensions; expected a 2-D cells × genes matrix.")
+    if X.dtype.kind not in "biuf":
+        raise InputError(
+            f"Could not use '{info.get('path') or 'the file'}': its main matrix (.X) holds {X.dtype} values, "
+            "not numbers. Put the counts in .X and save it again."
+        )
     n_zero = X.size - np.count_nonzero(X)
     if X.size and n_zero / X.size >= _DENSE_TO_SPARSE_ZERO_FRACTION:
         adata.X = sparse.csr_matrix(X, dtype=np.float32)
@@ -190,17 +218,157 @@ def _finalize_x(adata: anndata.AnnData, info: dict) -> None:
 
 
 def _make_unique(adata: anndata.AnnData, info: dict, *, what: str) -> None:
-    """Make gene (and cell) names unique, recording how many were renamed."""
+    """Make gene names unique, recording how many were renamed (cells: :func:`_unique_cell_names`)."""
     n_dup = int(adata.var_names.duplicated().sum())
     if n_dup:
         adata.var_names_make_unique()
         info["notes"].append(
             f"made {n_dup} duplicated gene names unique by adding -1, -2, ... ({what})"
         )
-    n_dup = int(adata.obs_names.duplicated().sum())
-    if n_dup:
-        adata.obs_names_make_unique()
-        info["notes"].append(f"made {n_dup} duplicated cell names unique by adding -1, -2, ...")
+
+
+def _unique_cell_names(adata: anndata.AnnData, info: dict, p: Path) -> None:
+    """Repeated cell names, in any format, are made unique with a warning.
+
+    Predictions, embeddings and the CSV of labels are keyed by cell name; two cells called the same would give
+    two rows under one name (or one overwriting the other downstream). Renaming keeps every cell and says so.
+    """
+    dup = adata.obs_names.duplicated()
+    n_dup = int(dup.sum())
+    if not n_dup:
+        return
+    examples = ", ".join(repr(str(x)) for x in pd.unique(adata.obs_names[dup])[:3])
+    adata.obs_names_make_unique()
+    msg = (
+        f"'{p.name}' has {n_dup} duplicated cell names (e.g. {examples}); made them unique by adding -1, -2, ... "
+        "to the repeats, so results are keyed by the new names"
+    )
+    info["notes"].append(msg)
+    warnings.warn(msg, InputRepresentationWarning, stacklevel=3)
+
+
+def _too_big(p: Path, err: MemoryError) -> InputError:
+    detail = f" ({_one_line(err)})" if str(err) else ""
+    return InputError(
+        f"Could not read '{p.name}': it needs more memory than is free{detail}. Use a machine with more "
+        "memory or a subset of the cells; if the file is small, its sizes are corrupt."
+    )
+
+
+# --------------------------------------------------------------------------- what the bytes are
+
+_KIND_EXPECTED = {
+    "hdf5": ("an HDF5 file (h5ad, 10x .h5 or loom)", {"hdf5"}),
+    "text": ("a text table", {"text"}),
+    "gzip-table": ("a gzip-compressed text table", {"gzip-text", "gzip"}),
+    "zip": ("a zip archive", {"zip"}),
+    "tar": ("a gzip-compressed tar archive", {"gzip"}),
+}
+
+
+def _family(name: str) -> str | None:
+    """What the extension promises (lower-case name)."""
+    if name.endswith((".h5ad", ".h5", ".loom")):
+        return "hdf5"
+    if name.endswith(_TABLE_EXTS):
+        return "gzip-table" if name.endswith(".gz") else "text"
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar.gz", ".tgz")):
+        return "tar"
+    return None
+
+
+def _stem(name: str) -> str:
+    low = name.lower()
+    for ext in sorted(
+        (*_TABLE_EXTS, *_ARCHIVE_EXTS, ".h5ad", ".h5", ".loom", ".gz", ".xlsx", ".xls"), key=len, reverse=True
+    ):
+        if low.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return Path(name).stem or name
+
+
+def _hdf5_flavour(p: Path) -> tuple[str, str]:
+    """(extension, words) for an HDF5 file from its top-level groups."""
+    try:
+        with h5py.File(p, "r") as f:
+            keys = set(f.keys())
+    except Exception:  # noqa: BLE001 (an unreadable HDF5 file: the h5ad reader says so next)
+        return ".h5ad", "an HDF5 file (h5ad, 10x .h5 or loom)"
+    if {"obs", "var"} <= keys or {"obs", "X"} <= keys:
+        return ".h5ad", "an HDF5 file holding an AnnData (.h5ad)"
+    if {"matrix", "row_attrs", "col_attrs"} <= keys:
+        return ".loom", "an HDF5 file holding a loom matrix (.loom)"
+    return ".h5", "an HDF5 file (a 10x .h5 or other, not an h5ad)"
+
+
+def _table_ext(p: Path, gz: bool) -> str:
+    try:
+        head = _head_bytes(p, gz)
+        sep = _sniff.sniff_text(head, ",").sep
+    except (InputError, OSError, EOFError, zlib.error):
+        sep = ","
+    return (".tsv" if sep == "\t" else ".csv") + (".gz" if gz else "")
+
+
+def _check_content(p: Path, family: str | None) -> None:
+    """Refuse a file whose first bytes contradict its extension, with the right name to give it."""
+    try:
+        kind = _sniff.content_kind(p)
+    except OSError as err:
+        raise InputError(f"Could not read '{p.name}' ({_why(err)}).") from err
+    if kind is None:
+        return  # unknown bytes: the format's own reader says what is wrong
+    if kind == "hdf5":
+        trouble = _hdf5_guard.preflight(p)
+        if trouble:
+            what = next((w for e, w in ((".h5ad", "h5ad"), (".h5", "10x HDF5"), (".loom", "loom"))
+                         if p.name.lower().endswith(e)), "HDF5")
+            raise InputError(
+                f"Could not read '{p.name}': it is not a valid {what} file: {trouble}, so it is corrupt. "
+                "Write it again from the original data."
+            )
+    stem = _stem(p.name)
+    fixes = {
+        "xlsx": "scapp reads no Excel files: save the sheet as CSV (File > Save As > CSV UTF-8) and load that.",
+        "xls": "scapp reads no Excel files: save the sheet as CSV (File > Save As > CSV UTF-8) and load that.",
+        "parquet": "Save it as CSV or .h5ad and load that.",
+        "pdf": "It holds no count matrix.",
+        "rdata": "Export it from R as .h5ad (e.g. zellkonverter or SeuratDisk) or as a CSV of counts.",
+        "gzip": "Decompress it (gunzip) and load the file inside.",
+        "bzip2": "Decompress it and load the file inside.",
+        "xz": "Decompress it and load the file inside.",
+        "zstd": "Decompress it and load the file inside.",
+        "7z": "Extract it and load the folder or file inside.",
+    }
+    if family is not None and kind in _KIND_EXPECTED[family][1]:
+        return
+    if kind in fixes:
+        if family is None and kind not in ("xlsx", "xls"):
+            return  # an unsupported extension and an unsupported content: the caller's message lists formats
+        raise UnsupportedFormatError(
+            f"Could not read '{p.name}': it is {_sniff.describe_kind(kind)}. {fixes[kind]}"
+        )
+    if family is None and kind not in ("hdf5", "text", "gzip-text"):
+        return  # e.g. a damaged zip named .xlsx: the caller lists the formats scapp reads
+    if kind == "hdf5":
+        ext, words = _hdf5_flavour(p)
+    elif kind == "zip":
+        ext, words = ".zip", "a zip archive"
+    elif kind == "gzip-text":
+        ext, words = _table_ext(p, True), "gzip-compressed text"
+    else:  # text
+        ext, words = _table_ext(p, False), "a text file (a table)"
+    if family is None:
+        raise UnsupportedFormatError(
+            f"Could not read '{p.name}': scapp does not read '{Path(p.name).suffix or p.name}' files, but its "
+            f"contents are {words}. Rename it to '{stem}{ext}' and load it again."
+        )
+    raise InputError(
+        f"Could not read '{p.name}': its name says {_KIND_EXPECTED[family][0]}, but its contents are {words}. "
+        f"Rename it to '{stem}{ext}' and load it again."
+    )
 
 
 def _new_adata(X, obs: pd.DataFrame, var: pd.DataFrame) -> anndata.AnnData:
@@ -211,7 +379,7 @@ def _new_adata(X, obs: pd.DataFrame, var: pd.DataFrame) -> anndata.AnnData:
 
 
 def _corrupt(p: Path, kind: str, hint: str, err: BaseException | None = None) -> InputError:
-    detail = f" ({type(err).__name__}: {err})" if err is not None else ""
+    detail = f" ({_why(err)})" if err is not None else ""
     return InputError(
         f"Could not read '{p.name}': it is not a valid {kind} file (it may be truncated or "
         f"corrupt){detail}. {hint}"
@@ -238,8 +406,8 @@ def _read_h5ad(p: Path) -> tuple[anndata.AnnData, dict]:
     _h5_top_keys(p, "h5ad", _H5AD_HINT)
     try:
         adata = anndata.read_h5ad(p)
-    except MemoryError:
-        raise
+    except MemoryError as err:
+        raise _too_big(p, err) from err
     except Exception as err:
         raise _corrupt(p, "h5ad", _H5AD_HINT, err) from err
     return adata, _info("h5ad")
@@ -272,19 +440,85 @@ def _read_h5(p: Path) -> tuple[anndata.AnnData, dict]:
         if dropped and counts.get("Gene Expression", 0):
             what = ", ".join(f"{v} {k}" for k, v in dropped.items())
             info["notes"].append(f"kept Gene Expression features only; dropped {what}")
+    _check_10x_h5(p, hint)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not unique.*")
             adata = sc.read_10x_h5(p)
-    except MemoryError:
-        raise
+    except MemoryError as err:
+        raise _too_big(p, err) from err
     except Exception as err:
         raise InputError(
-            f"Could not read '{p.name}' as a 10x HDF5 file ({type(err).__name__}: {err}); "
+            f"Could not read '{p.name}' as a 10x HDF5 file ({_why(err)}); "
             f"top-level groups: {', '.join(sorted(keys)) or 'none'}. {hint}"
         ) from err
     _make_unique(adata, info, what="10x files repeat some symbols")
     return adata, info
+
+
+_INDEX_CHUNK = 1 << 24  # indices checked 16 M at a time (128 MB of int64)
+
+
+def _check_10x_h5(p: Path, hint: str) -> None:
+    """Check the sparse matrix of a 10x .h5 before scanpy builds it.
+
+    scanpy hands the stored ``indices``/``indptr`` to scipy unchecked, and a damaged index makes the next
+    operation on the matrix read or write out of bounds and crash the whole process (seen with flipped bytes).
+    Reads ``indptr`` (one value per cell) and streams ``indices`` in chunks, so memory stays small.
+    """
+    def damaged(what: str) -> InputError:
+        return InputError(
+            f"Could not read '{p.name}': its sparse matrix is damaged ({what}), so the file is corrupt. {hint}"
+        )
+
+    try:
+        with h5py.File(p, "r") as f:
+            groups = [f["matrix"]] if "matrix" in f else [g for g in f.values() if isinstance(g, h5py.Group)]
+            for g in groups:
+                if not all(isinstance(g.get(k), h5py.Dataset) for k in ("data", "indices", "indptr", "shape")):
+                    continue  # scanpy names what is missing
+                shape = np.asarray(g["shape"][()]).ravel()
+                if shape.size != 2 or (shape < 0).any():
+                    raise damaged(f"shape {shape.tolist()}")
+                n_genes, n_cells = int(shape[0]), int(shape[1])
+                ind, data, ptr = g["indices"], g["data"], g["indptr"]
+                if ptr.ndim != 1 or ptr.shape[0] != n_cells + 1:
+                    raise damaged(f"{ptr.shape[0] if ptr.ndim == 1 else ptr.shape} index pointers for {n_cells} cells")
+                if ind.ndim != 1 or data.ndim != 1 or ind.shape[0] != data.shape[0]:
+                    raise damaged(f"{ind.shape} indices but {data.shape} values")
+                indptr = ptr[()]
+                if indptr[0] != 0 or indptr[-1] != ind.shape[0] or (np.diff(indptr) < 0).any():
+                    raise damaged("the index pointers do not run from 0 up to the number of values")
+                for start in range(0, ind.shape[0], _INDEX_CHUNK):
+                    chunk = ind[start:start + _INDEX_CHUNK]
+                    if chunk.size and (chunk.min() < 0 or chunk.max() >= n_genes):
+                        raise damaged(f"a gene index outside 0..{n_genes - 1}")
+    except InputError:
+        raise
+    except MemoryError as err:
+        raise _too_big(p, err) from err
+    except Exception as err:  # h5py's OSError/KeyError/TypeError variants on damaged bytes
+        raise _corrupt(p, "10x HDF5", hint, err) from err
+
+
+def _check_sparse(adata: anndata.AnnData, p: Path) -> None:
+    """Refuse damaged sparse matrices (X, layers, raw) before anything indexes them.
+
+    scipy checks only the lengths when a matrix is built; an index out of range is found, if at all, by a crash
+    of the process in the first operation that uses it. ``check_format(full_check=True)`` costs one pass.
+    """
+    mats = [(".X", adata.X)] + [(f"layer '{k}'", v) for k, v in adata.layers.items()]
+    if adata.raw is not None:
+        mats.append((".raw.X", adata.raw.X))
+    for what, M in mats:
+        if sparse.issparse(M) and hasattr(M, "check_format"):
+            try:
+                M.check_format(full_check=True)
+            except Exception as err:  # ValueError from scipy, or TypeError for odd dtypes
+                raise InputError(
+                    f"Could not read '{p.name}': its {what} is a damaged sparse matrix ({_why(err)}), so the file "
+                    "is corrupt. Write it again from the original data."
+                ) from err
 
 
 def _loom_attr_keys(p: Path) -> tuple[set[str], set[str]]:
@@ -304,13 +538,16 @@ def _read_loom(p: Path) -> tuple[anndata.AnnData, dict]:
     except ImportError:  # anndata < 0.11
         from anndata import read_loom
 
-    cols, rows = _loom_attr_keys(p)
+    try:
+        cols, rows = _loom_attr_keys(p)
+    except Exception as err:  # h5py's OSError/KeyError/RuntimeError variants on a damaged file
+        raise _corrupt(p, "loom", hint, err) from err
     obs_key = next((k for k in ("CellID", "obs_names", "cell_names", "CellIDs", "barcode", "cells") if k in cols), "CellID")
     var_key = next((k for k in ("Gene", "var_names", "gene_names", "Genes", "gene", "Accession") if k in rows), "Gene")
     try:
         adata = read_loom(p, sparse=True, X_name="", obs_names=obs_key, var_names=var_key)
-    except MemoryError:
-        raise
+    except MemoryError as err:
+        raise _too_big(p, err) from err
     except Exception as err:
         raise _corrupt(p, "loom", hint, err) from err
     info = _info("loom")
@@ -439,7 +676,10 @@ def _read_mtx_dir(
 
 
 def _open_text(p: Path):
-    return gzip.open(p, "rt") if p.name.lower().endswith(".gz") else open(p)
+    """Text of a 10x side file (gzip through the inflation limits of :mod:`scapp.data.archive`)."""
+    if p.name.lower().endswith(".gz"):
+        return _archive.open_gzip(p, "rt")
+    return open(p, encoding="utf-8")
 
 
 def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, dict]:
@@ -449,16 +689,18 @@ def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, 
 
     try:
         if mtx.name.lower().endswith(".gz"):
-            with gzip.open(mtx, "rb") as fh:
+            with _archive.open_gzip(mtx) as fh:
                 m = mmread(fh)
         else:
             m = mmread(mtx)
-    except MemoryError:
+    except InputError:
         raise
+    except MemoryError as err:
+        raise _too_big(mtx, err) from err
     except Exception as err:
         raise InputError(
             f"Could not read '{mtx.name}': not a valid Matrix Market file, or it is truncated "
-            f"({type(err).__name__}: {err}). Copy the file again from the Cell Ranger output."
+            f"({_why(err)}). Copy the file again from the Cell Ranger output."
         ) from err
     try:
         with _open_text(feat) as fh:
@@ -466,11 +708,13 @@ def _read_mtx_files(mtx: Path, feat: Path, bcs: Path) -> tuple[anndata.AnnData, 
             genes = pd.read_csv(fh, sep=sep, header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
         with _open_text(bcs) as fh:
             barcodes = pd.read_csv(fh, sep="\t", header=None, dtype=str, quoting=csv.QUOTE_NONE, keep_default_na=False)
-    except MemoryError:
+    except InputError:
         raise
+    except MemoryError as err:
+        raise _too_big(feat, err) from err
     except Exception as err:
         raise InputError(
-            f"Could not read '{feat.name}' / '{bcs.name}' ({type(err).__name__}: {err}); "
+            f"Could not read '{feat.name}' / '{bcs.name}' ({_why(err)}); "
             "they should be tab-separated text files without a header."
         ) from err
 
@@ -507,25 +751,68 @@ def _unsafe_member(name: str) -> bool:
     return n.startswith("/") or bool(re.match(r"^[A-Za-z]:", n)) or ".." in n.split("/")
 
 
+def _zip_is_link(i: zipfile.ZipInfo) -> bool:
+    return i.create_system == 3 and stat.S_ISLNK(i.external_attr >> 16)
+
+
+def _list_tar(p: Path, arch: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    """Every member header, checked against the limits as it is read.
+
+    Reading a tar.gz means inflating it: skipping a member's data decompresses it. So each header is judged
+    (its declared size, and all sizes so far against the archive's size) before its data is skipped, and a bomb
+    is refused without inflating it.
+    """
+    size = p.stat().st_size
+    tinfos: list[tarfile.TarInfo] = []
+    total, biggest = 0, (0, "")
+    for t in arch:
+        tinfos.append(t)
+        if t.isfile():
+            _archive.check_member(p.name, t.name, t.size, None)
+            total += t.size
+            biggest = max(biggest, (t.size, t.name))
+            _archive.check_total(p.name, total, size, biggest[1])
+    return tinfos
+
+
 def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
+    """A zip or tar.gz of a 10x folder: check names, links and sizes, extract only that folder, read it.
+
+    Limits (zip bombs, full disks) are those of :mod:`scapp.data.archive`; entries pointing outside the
+    archive, links and special files are refused, as are encrypted zip entries.
+    """
     lower = p.name.lower()
     is_zip = lower.endswith(".zip")
     kind = "zip" if is_zip else "tar.gz"
+    broken = (
+        f"Could not read '{p.name}': not a valid {kind} archive (it may be truncated or corrupt)"
+    )
     try:
         if is_zip:
             arch = zipfile.ZipFile(p)
-            members = [i.filename for i in arch.infolist() if not i.is_dir()]
-            all_names = [i.filename for i in arch.infolist()]
+            zinfos = {i.filename: i for i in arch.infolist()}
+            members = [n for n, i in zinfos.items() if not i.is_dir()]
+            all_names = list(zinfos)
+            links = [n for n, i in zinfos.items() if _zip_is_link(i)]
         else:
             arch = tarfile.open(p, "r:gz")
-            tinfos = arch.getmembers()
+            try:
+                tinfos = _list_tar(p, arch)
+            except BaseException:
+                arch.close()
+                raise
+            tinfo_by_name = {t.name: t for t in tinfos}
             members = [t.name for t in tinfos if t.isfile()]
             all_names = [t.name for t in tinfos]
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as err:
-        raise InputError(
-            f"Could not read '{p.name}': not a valid {kind} archive (it may be truncated or "
-            f"corrupt) ({type(err).__name__}: {err}). Create the archive again."
-        ) from err
+            links = [t.name for t in tinfos if not (t.isfile() or t.isdir()) or t.issparse()]
+    except InputError:
+        raise
+    except MemoryError as err:
+        raise _too_big(p, err) from err
+    except EOFError as err:
+        raise InputError(f"{broken}: it ends early ({_one_line(err)}). Create or download the archive again.") from err
+    except Exception as err:  # zipfile/tarfile/gzip/zlib errors on damaged bytes
+        raise InputError(f"{broken} ({_why(err)}). Create the archive again.") from err
 
     with arch:
         bad = [n for n in all_names if _unsafe_member(n)]
@@ -534,13 +821,11 @@ def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
                 f"Refusing to open '{p.name}': it contains entries that point outside the "
                 f"archive folder ({', '.join(bad[:3])}). Re-create the archive from the 10x folder."
             )
-        if not is_zip:
-            links = [t.name for t in tinfos if not (t.isfile() or t.isdir())]
-            if links:
-                raise InputError(
-                    f"Refusing to open '{p.name}': it contains links or special files "
-                    f"({', '.join(links[:3])}). Re-create the archive with plain files only."
-                )
+        if links:
+            raise InputError(
+                f"Refusing to open '{p.name}': it contains links or special files "
+                f"({', '.join(links[:3])}). Re-create the archive with plain files only."
+            )
         matrices = _find_matrices([PurePosixPath(m) for m in members])
         if not matrices:
             shown = ", ".join(members[:10]) + (f", ... ({len(members)} files)" if len(members) > 10 else "")
@@ -558,6 +843,18 @@ def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
             matrices, f"The archive '{p.name}'", "archive only the one folder you want to load"
         )
         wanted = [m for m in members if str(PurePosixPath(m).parent) == folder]
+        if is_zip:
+            sizes = [(n, zinfos[n].file_size, zinfos[n].compress_size) for n in wanted]
+            locked = [n for n in wanted if zinfos[n].flag_bits & 0x1]
+            if locked:
+                raise InputError(
+                    f"Could not read '{p.name}': {', '.join(locked[:3])} is encrypted. Unzip it with its "
+                    "password and load the folder."
+                )
+        else:
+            sizes = [(n, tinfo_by_name[n].size, None) for n in wanted]
+        _archive.check_members(p.name, sizes, archive_bytes=p.stat().st_size)
+        declared = {n: size for n, size, _ in sizes}
         with tempfile.TemporaryDirectory(prefix="scapp_archive_") as tmp:
             root = Path(tmp).resolve()
             for name in wanted:
@@ -565,9 +862,21 @@ def _read_archive(p: Path) -> tuple[anndata.AnnData, dict]:
                 if root not in target.parents:  # belt and braces after _unsafe_member
                     raise InputError(f"Refusing to extract '{name}' from '{p.name}': unsafe path.")
                 target.parent.mkdir(parents=True, exist_ok=True)
-                src = arch.open(name) if is_zip else arch.extractfile(name)
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                try:
+                    src = arch.open(name) if is_zip else arch.extractfile(name)
+                    with src, open(target, "wb") as out:
+                        _archive.copy_member(src, out, declared=declared[name], name=name, archive=p.name)
+                except InputError:
+                    raise
+                except EOFError as err:
+                    raise InputError(
+                        f"{broken}: '{name}' ends early ({_one_line(err)}). Create or download the archive again."
+                    ) from err
+                except Exception as err:  # bad CRC, damaged deflate data, unsupported compression, ...
+                    raise InputError(
+                        f"{broken}: '{name}' cannot be extracted ({_why(err)}). "
+                        "Create the archive again."
+                    ) from err
                 os.chmod(target, stat.S_IRUSR | stat.S_IWUSR)
             adata, info = _read_mtx_dir(
                 root / folder, only_prefix=prefix, origin=f"archive '{p.name}' (folder '{folder}')"
@@ -653,42 +962,122 @@ def _guess_orientation(row_names, col_names, n_rows: int, n_cols: int) -> tuple[
     )
 
 
-def _sniff_sep(p: Path) -> str:
-    with _open_text(p) as fh:
-        head = "".join(fh.readline() for _ in range(3))
-    if head.count("\t") >= max(1, head.count(",")):
-        return "\t"
-    if head.count(","):
-        return ","
-    return r"\s+"
+def _head_bytes(p: Path, gz: bool) -> bytes:
+    """The first bytes of a (possibly gzipped) file, for sniffing its separator and encoding."""
+    if gz:
+        with _archive.open_gzip(p) as fh:
+            return fh.read(_sniff.HEAD_BYTES)
+    with open(p, "rb") as fh:
+        return fh.read(_sniff.HEAD_BYTES)
+
+
+_ENCODING_NAMES = {
+    "cp1252": "Windows-1252 (cp1252, Latin-1 with a few more characters)",
+    "latin-1": "Latin-1 (ISO-8859-1)",
+}
+
+
+def _parse_table(p: Path, fmt: _sniff.TextFormat, gz: bool) -> tuple[pd.DataFrame, pd.DataFrame, str, Exception | None]:
+    """Parse with the sniffed separator; UTF-8 first, then cp1252 and Latin-1 (which decodes any bytes).
+
+    Returns (table, raw header row, encoding used, the UTF-8 error that made it fall back or None).
+    """
+    encodings = [fmt.encoding] if fmt.encoding != "utf-8" else ["utf-8", "cp1252", "latin-1"]
+    first_err: Exception | None = None
+    for enc in encodings:
+        def src():
+            return _archive.open_gzip(p) if gz else p
+
+        try:
+            df = pd.read_csv(src(), sep=fmt.sep, index_col=0, encoding=enc, decimal=fmt.decimal)
+            # pandas renames repeated headers ('A', 'A.1'); take the raw header to rename consistently.
+            header = pd.read_csv(src(), sep=fmt.sep, header=None, nrows=1, dtype=str, keep_default_na=False,
+                                 encoding=enc)
+            return df, header, enc, first_err
+        except UnicodeDecodeError as err:
+            first_err = first_err or err
+    raise AssertionError("latin-1 decodes every byte")  # pragma: no cover
+
+
+def _check_not_truncated(p: Path, fmt: _sniff.TextFormat, enc: str, n_cols: int) -> None:
+    """A plain text table whose last line has no line end and too few values was cut short."""
+    if enc.startswith("utf-16"):
+        return
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        fh.seek(max(0, size - (1 << 16)))
+        tail = fh.read()
+    if not tail or tail.endswith((b"\n", b"\r")):
+        return
+    last = tail.decode(enc, errors="replace").splitlines()[-1]
+    try:
+        n = len(last.split()) if fmt.sep == r"\s+" else len(next(csv.reader([last], delimiter=fmt.sep)))
+    except (csv.Error, StopIteration):
+        return
+    if n < n_cols:
+        raise InputError(
+            f"Could not read '{p.name}': its last line has {n} of the {n_cols} values of the other lines and no "
+            "line end, so the file is truncated (an interrupted copy or download). Copy or export it again."
+        )
 
 
 def _read_table(p: Path, orientation: str) -> tuple[anndata.AnnData, dict]:
     lower = p.name.lower()
-    if ".csv" in lower:
-        sep = ","
-    elif ".tsv" in lower:
-        sep = "\t"
-    else:
-        try:
-            sep = _sniff_sep(p)
-        except (OSError, UnicodeDecodeError, EOFError) as err:
-            raise InputError(f"Could not read '{p.name}' as text ({type(err).__name__}: {err}).") from err
+    gz = lower.endswith(".gz")
+    ext_sep = "," if ".csv" in lower else "\t" if ".tsv" in lower else None
+    info = _info("csv")
     try:
-        df = pd.read_csv(p, sep=sep, index_col=0)
-        # pandas renames repeated headers ('A', 'A.1'); take the raw header to rename consistently.
-        header = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, keep_default_na=False)
+        head = _head_bytes(p, gz)
+    except OSError as err:
+        raise InputError(f"Could not read '{p.name}' ({_why(err)}).") from err
+    fmt = _sniff.sniff_text(head, ext_sep or "\t")
+    if ext_sep is not None and fmt.sep != ext_sep:
+        info["notes"].append(
+            f"columns are separated by {_sniff.separator_name(fmt.sep)}, not "
+            f"{_sniff.separator_name(ext_sep)} as the name '{p.name}' suggests; read them so"
+        )
+    elif ext_sep is None:
+        info["notes"].append(f"columns are separated by {_sniff.separator_name(fmt.sep)}")
+    if fmt.decimal == ",":
+        info["notes"].append("numbers use a decimal comma (1,5); read them as such")
+    if fmt.encoding.startswith("utf-16"):
+        info["notes"].append("the text is UTF-16 (Excel's 'Unicode text'); read it as such")
+    try:
+        df, header, enc, utf8_err = _parse_table(p, fmt, gz)
+    except InputError:
+        raise
     except pd.errors.EmptyDataError as err:
         raise InputError(f"Could not read '{p.name}': the table is empty.") from err
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError, ValueError) as err:
+    except MemoryError as err:
+        raise _too_big(p, err) from err
+    except EOFError as err:
+        raise InputError(f"Could not read '{p.name}': it ends early, so the file is truncated ({_one_line(err)}).") from err
+    except Exception as err:  # pandas' ParserError, ValueError, csv.Error, ... on damaged text
         raise InputError(
-            f"Could not read '{p.name}' as a table ({type(err).__name__}: {err}). Expected a "
-            "comma- or tab-separated count matrix with gene/cell names in the first row and column."
+            f"Could not read '{p.name}' as a table ({_why(err)}). Expected a count matrix "
+            f"separated by {_sniff.separator_name(fmt.sep)} with gene/cell names in the first row and column."
         ) from err
+    if not gz:
+        _check_not_truncated(p, fmt, enc, df.shape[1] + 1)
+    if utf8_err is not None:
+        names = [str(x) for x in (*df.index[:2000], *df.columns[:2000])]
+        odd = next((x for x in names if not x.isascii()), None)
+        example = f" (e.g. {odd!r})" if odd else ""
+        msg = (
+            f"'{p.name}' is not UTF-8 text (byte 0x{utf8_err.object[utf8_err.start]:02x} at position "
+            f"{utf8_err.start:,}); read it as {_ENCODING_NAMES.get(enc, enc)}. Check that names with accents look "
+            f"right{example}, or save the file as 'CSV UTF-8'"
+        )
+        info["notes"].append(msg)
+        warnings.warn(msg, InputRepresentationWarning, stacklevel=3)
     if df.shape[0] == 0 or df.shape[1] == 0:
+        why = (
+            f" (no line splits into columns at {_sniff.separator_name(fmt.sep)} or any other separator)"
+            if df.shape[1] == 0 else ""
+        )
         raise InputError(
             f"Could not read '{p.name}': the table has {df.shape[0]} data rows and {df.shape[1]} "
-            "columns after the name column; it needs names in the first column and counts after it."
+            f"columns after the name column{why}; it needs names in the first column and counts after it."
         )
     raw_cols = list(header.iloc[0].astype(str))
     if len(raw_cols) == df.shape[1] + 1:
@@ -710,7 +1099,6 @@ def _read_table(p: Path, orientation: str) -> tuple[anndata.AnnData, dict]:
             "separate file."
         )
 
-    info = _info("csv")
     if pd.api.types.is_numeric_dtype(df.index.dtype):
         info["notes"].append(
             "the first column holds numbers and was used as row names; if it is data, add a "
