@@ -130,7 +130,7 @@ def load_run(ref: str | os.PathLike, *, device: str = "cpu") -> LoadedRun:
     n_features = len(recipe.features) + (len(protein.names) if protein is not None else 0)
     model = cls(config_from_dict(cls.Config, cfg["model_config"]), n_features=n_features,
                 classes=classes, device=device)
-    model.load_weights(str(store.weights_path))
+    store.load_weights(model.load_weights)  # checked against the size and checksum saved with them
     if spec.capabilities.combines:  # an ensemble: its member runs live inside its folder
         members = [load_run(store.existing_member(rid).path, device=device) for rid in model.config.member_runs]
         model.attach(members, recipe.genes)

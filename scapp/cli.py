@@ -3,6 +3,12 @@
 User mistakes end with one line on stderr (``scapp: error: ...``) and exit code 2;
 an internal error exits 1 with its traceback in the log. ``train`` prints the run
 folder as its last line on stdout.
+
+Exit codes (also in ``--help`` and the README): 0 the command did all it was asked (a run ``finished``);
+1 internal error (a bug: please report it); 2 a user mistake, or a run that failed for a reason the user can
+act on (bad input, disk full, out of memory); 3 a run was cancelled (the STOP file or the app's Stop button,
+SIGTERM, or removed from the queue), whether or not its best epoch was kept (``has_model`` in its status says);
+130 interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,8 +25,15 @@ from typing import Any
 
 from scapp.errors import ScappError, TrainingCancelled
 
-EXIT_USER = 2
+EXIT_OK = 0
 EXIT_BUG = 1
+EXIT_USER = 2
+EXIT_CANCELLED = 3
+EXIT_INTERRUPTED = 130
+EXIT_CODES = (f"exit codes: {EXIT_OK} done (a run finished); {EXIT_BUG} internal error (please report it); "
+              f"{EXIT_USER} a user mistake, or a run failed for a reason you can act on (the message says which); "
+              f"{EXIT_CANCELLED} a run was cancelled (STOP file, the app's Stop, SIGTERM), even if its best epoch "
+              f"was kept; {EXIT_INTERRUPTED} Ctrl-C")
 
 
 def _err(msg: str) -> None:
@@ -36,6 +49,7 @@ def _setup_logging(verbose: bool, logfile: Path | None = None) -> None:
     h = logging.StreamHandler(sys.stderr)
     h.setFormatter(logging.Formatter("%(message)s"))
     h.setLevel(logging.INFO if verbose else logging.WARNING)
+    h.addFilter(lambda r: not getattr(r, "file_only", False))  # details for the run's log, not the terminal
     root.addHandler(h)
     if logfile is not None:
         fh = logging.FileHandler(logfile)
@@ -48,10 +62,16 @@ def _load_config_file(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]
 
     if not path:
         return {}, {}
+    if Path(path).is_dir():
+        raise ConfigError(f"Config file {path} is a folder; give the path of a JSON file of model options.")
     try:
         d = json.loads(Path(path).read_text())
     except FileNotFoundError as e:
         raise ConfigError(f"Config file {path} does not exist.") from e
+    except OSError as e:
+        from scapp.runs import os_error_reason
+
+        raise ConfigError(f"Config file {path} cannot be read: {os_error_reason(e)}.") from e
     except ValueError as e:
         raise ConfigError(f"Config file {path} is not valid JSON ({e}).") from e
     if not isinstance(d, dict):
@@ -70,7 +90,6 @@ def cmd_info(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from scapp import runs
     from scapp.errors import ConfigError, InputError
     from scapp.models import get_spec
     from scapp.train.engine import TrainRequest
@@ -94,13 +113,31 @@ def cmd_train(a: argparse.Namespace) -> int:
         from scapp.train.pretrain import load_pretraining
 
         from_run = str(load_pretraining(a.from_run).path)
+    if a.min_cells_per_class < 0:
+        raise ConfigError(f"--min-cells-per-class must be 0 or more, not {a.min_cells_per_class}.")
     req = TrainRequest(data=str(Path(a.data).resolve()), label=a.label, model=a.model, layer=a.layer, epochs=a.epochs,
                        device=a.device, seed=a.seed, model_config=model_cfg, preprocess=pp,
                        valid_frac=a.valid_frac, test_frac=a.test_frac, drop_empty_cells=a.drop_empty_cells,
                        orientation=a.orientation, threshold=a.threshold, protein_key=a.protein_key,
-                       from_run=from_run, parent=from_run)
-    run = Path(a.run_dir) if a.run_dir else runs.create_run(a.model, out=a.out)
-    return _execute(req, run, quiet=a.quiet)
+                       from_run=from_run, parent=from_run, min_cells_per_class=a.min_cells_per_class)
+    if a.run_dir:
+        return _execute(req, Path(a.run_dir), quiet=a.quiet)
+    return _train_new_run(req, out=a.out, quiet=a.quiet)[0]
+
+
+def _train_new_run(req: Any, *, out: str | None, quiet: bool, report_run: bool = True) -> tuple[int, Path]:
+    """Check the request and read its data, then make the run folder and train into it: a mistyped label column,
+    an unreadable file or too few cells leave no failed run behind."""
+    from functools import partial
+
+    from scapp import runs
+    from scapp.train.engine import prepare_training, run_training
+
+    _setup_logging(not quiet)
+    runs.check_run_target(out)  # an --out that exists or lies under a file: said before the data is read
+    prepared = prepare_training(req)
+    run = runs.create_run(req.model, out=out)
+    return _execute(req, run, quiet=quiet, work=partial(run_training, prepared=prepared), report_run=report_run), run
 
 
 def cmd_run_job(a: argparse.Namespace) -> int:
@@ -112,23 +149,45 @@ def cmd_run_job(a: argparse.Namespace) -> int:
     run = store.path
     req, work = queued_work(run)  # a training run, or a pretraining run queued by the app (issue 13)
     store.write_status("queued", pid=os.getpid())
-    if not wait_for_turn(run):
+    with store.heartbeat():  # a queued job that waits its turn is alive too
+        turn = wait_for_turn(run)
+    if not turn:
         store.write_status("cancelled", message="Removed from the queue before it started.", has_model=False)
         print(run)
-        return 3
+        return EXIT_CANCELLED
     return _execute(req, run, quiet=True, work=work)
 
 
 def cmd_retrain(a: argparse.Namespace) -> int:
     """Train the run's method with its settings again, on only the genes of its training file that QUERY has."""
-    from scapp import runs
     from scapp.retrain import file_var, retrain_request
 
     q = Path(a.genes_from)
     query = file_var(q, orientation=a.orientation)  # its genes only; a missing or unreadable file says so
     req = retrain_request(a.run, query, query_name=q.name)
-    run = runs.create_run(req.model, out=a.out)
-    return _execute(req, run, quiet=a.quiet)
+    return _train_new_run(req, out=a.out, quiet=a.quiet)[0]
+
+
+def cmd_rerun(a: argparse.Namespace) -> int:
+    """Train a run again from its config.json (same data, labels, split, options and seed) into a new run, and
+    report how its metrics differ from the original's."""
+    from dataclasses import replace
+
+    from scapp import runs
+    from scapp.rerun import compare_metrics, format_comparison, rerun_request
+
+    req, notes = rerun_request(a.run)
+    if a.device:
+        req = replace(req, device=a.device)
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    orig = runs.RunStore.open(a.run)
+    rc, run = _train_new_run(req, out=a.out, quiet=a.quiet, report_run=False)
+    if rc == EXIT_OK:
+        cmp = compare_metrics(orig, runs.RunStore(run))
+        print(json.dumps(cmp, indent=1, default=str) if a.json else format_comparison(cmp))
+    print(run)
+    return rc
 
 
 def cmd_pretrain(a: argparse.Namespace) -> int:
@@ -155,70 +214,143 @@ def cmd_pretrain(a: argparse.Namespace) -> int:
                           genes_of=str(Path(a.genes_of).resolve()) if a.genes_of else None, layer=a.layer,
                           epochs=a.epochs, device=a.device, seed=a.seed, model_config=model_cfg,
                           min_gene_cells=a.min_gene_cells, orientation=a.orientation)
+    runs.check_run_target(a.out)
     run = runs.create_run("pretrain", out=a.out)
     return _execute(req, run, quiet=a.quiet, work=run_pretraining)
 
 
-def _execute(req: Any, run: Path, *, quiet: bool, work: Any = None) -> int:
+def _execute(req: Any, run: Path, *, quiet: bool, work: Any = None, report_run: bool = True) -> int:
     """Train into ``run`` (``work(req, run)``, default ``run_training``); every way this can end is recorded in
-    the run's status."""
+    the run's status, and the process beats (``RunStore.heartbeat``) while it works, so a killed one is told
+    from a live one. Returns the exit code (module docstring); prints the run folder last unless ``report_run``
+    is False (``rerun`` prints it after its report)."""
     from scapp import runs
     from scapp.train.engine import run_training
 
     work = work or run_training
+    run = Path(run)
+    store = runs.RunStore(run)
 
-    run.mkdir(parents=True, exist_ok=True)
-    log_path = runs.RunStore(run).log_path
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ScappError(f"Cannot create the run folder {run}: {runs.os_error_reason(e)}.") from e
+    log_path = store.log_path
     _setup_logging(not quiet, log_path)
     log = logging.getLogger("scapp.cli")
 
     def _term(signum: int, frame: Any) -> None:
         raise TrainingCancelled("Stopped by a signal before training finished.")
 
+    def _fail(msg: str, code: int, *, trace: bool = False, terminal: bool = False) -> int:
+        if trace:  # the traceback goes to the run's log; to the terminal too only for a bug
+            logging.getLogger("scapp").error("%s\n%s", msg, traceback.format_exc(), extra={"file_only": not terminal})
+        else:
+            log.info("failed: %s", msg)
+        try:
+            runs.write_status(run, "failed", error=msg, has_model=False)
+        except OSError:  # a full disk may refuse even the status: the message still reaches the user
+            pass
+        _err(msg)
+        return code
+
     signal.signal(signal.SIGTERM, _term)
+    code = EXIT_OK
     try:
-        work(req, run)
+        with store.heartbeat():
+            work(req, run)
+        if (store.status(check_alive=False) or {}).get("state") == "cancelled":  # stopped; best epoch kept
+            code = EXIT_CANCELLED
     except KeyboardInterrupt:
         runs.write_status(run, "cancelled", error=None, message="Interrupted (Ctrl-C) before training finished.",
                           has_model=False)
         _err("interrupted; the run was marked cancelled")
-        print(run)
-        return 130
+        code = EXIT_INTERRUPTED
     except TrainingCancelled as e:
         runs.write_status(run, "cancelled", error=None, message=str(e), has_model=False, progress=None)
         log.warning("%s", e)
-        print(run)
-        return 3
+        code = EXIT_CANCELLED
     except ScappError as e:
-        runs.write_status(run, "failed", error=str(e), has_model=False)
-        log.info("failed: %s", e)
-        _err(str(e))
-        print(run)
-        return EXIT_USER
+        code = _fail(str(e), EXIT_USER)
     except MemoryError:
-        msg = ("The machine ran out of memory. Train on fewer cells or genes (e.g. preprocess n_top_genes 2000), "
-               "or use a machine with more memory.")
-        runs.write_status(run, "failed", error=msg, has_model=False)
-        _err(msg)
-        print(run)
-        return EXIT_USER
+        code = _fail("The machine ran out of memory. Train on fewer cells or genes (e.g. preprocess n_top_genes "
+                     "2000), or use a machine with more memory.", EXIT_USER)
     except Exception as e:  # noqa: BLE001 - every crash must end as a readable failed status
-        import torch
-
-        if isinstance(e, torch.cuda.OutOfMemoryError):
-            msg = ("The GPU ran out of memory. Use a smaller batch_size in the model options, fewer genes, "
-                   "or --device cpu.")
-            code = EXIT_USER
+        if _is_cuda_oom(e):
+            code = _fail(OUT_OF_GPU_MEMORY, EXIT_USER, trace=True)
+        elif isinstance(e, OSError) and e.errno in _disk_full_errnos():
+            code = _fail(f"disk full: free space in {run.parent} and train again (this run could not be saved; "
+                         "finished runs are untouched).", EXIT_USER, trace=True)
+        elif isinstance(e, OSError) and e.errno in _no_write_errnos():
+            where = e.filename or run
+            code = _fail(f"Cannot write {where}: {runs.os_error_reason(e)}. Give the run a folder you can write to "
+                         "(--out, or $SCAPP_RUNS_DIR) and train again.", EXIT_USER, trace=True)
         else:
-            msg = f"Internal error ({type(e).__name__}: {e}). Details are in {log_path}; please report it."
-            code = EXIT_BUG
-        logging.getLogger("scapp").error("%s\n%s", msg, traceback.format_exc())
-        runs.write_status(run, "failed", error=msg, has_model=False)
-        _err(msg)
+            code = _fail(f"Internal error ({type(e).__name__}: {e}). Details are in {log_path}; please report it.",
+                         EXIT_BUG, trace=True, terminal=True)
+    if report_run:
         print(run)
-        return code
-    print(run)
-    return 0
+    return code
+
+
+OUT_OF_GPU_MEMORY = ("out of GPU memory: try a smaller batch size (batch_size in the model options) or the CPU "
+                     "(--device cpu), or train on fewer genes.")
+
+
+def _is_cuda_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "CUDA out of memory" in str(e))
+
+
+def _disk_full_errnos() -> set[int]:
+    import errno
+
+    return {errno.ENOSPC, errno.EDQUOT}
+
+
+def _no_write_errnos() -> set[int]:
+    import errno
+
+    return {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def _check_output(path: str | None, flag: str, *inputs: str | os.PathLike) -> None:
+    """Refuse an output path before any work: the input itself, a folder, a folder that does not exist (or a
+    file in its place), or a folder this user cannot write in."""
+    from scapp.errors import InputError
+
+    if not path:
+        return
+    p = Path(path)
+    if any(p.resolve() == Path(i).resolve() for i in inputs if i):
+        raise InputError("The output path is the query file itself; scapp never overwrites its input.")
+    if p.is_dir():
+        raise InputError(f"The output path {path} is a folder; give a file name inside it instead.")
+    parent = p.resolve().parent
+    if not parent.is_dir():
+        blocker = next((q for q in parent.parents if q.exists()), None)
+        if parent.exists() or (blocker is not None and not blocker.is_dir()):
+            raise InputError(f"{flag} {path}: {parent if parent.exists() else blocker} is a file, not a folder; "
+                             "give a path inside an existing folder.")
+        raise InputError(f"{flag} {path}: the folder {parent} does not exist; create it first or give a path "
+                         "inside an existing folder.")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{flag} {path}: cannot write in {parent} (permission denied); give a path in a folder "
+                         "you can write to.")
+
+
+def _write_output(path: str, flag: str, write: Any) -> None:
+    """``write(path)``; a file that cannot be written (permission, read-only or full disk) is a user error."""
+    try:
+        write(Path(path))
+    except OSError as e:
+        from scapp.runs import os_error_reason
+
+        raise ScappError(f"{flag} {path}: cannot write it ({os_error_reason(e)}); nothing was written. "
+                         + ("Free space on that disk and try again." if e.errno in _disk_full_errnos()
+                            else "Give a path in a folder you can write to.")) from e
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
@@ -228,11 +360,8 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     _setup_logging(not a.quiet)
     q = Path(a.query).resolve()
-    for out in (a.out, a.csv):
-        if out and Path(out).resolve() == q:
-            raise InputError("The output path is the query file itself; scapp never overwrites its input.")
-        if out and Path(out).is_dir():
-            raise InputError(f"The output path {out} is a folder; give a file name inside it instead.")
+    _check_output(a.out, "--out", q)
+    _check_output(a.csv, "--csv", q)
     from scapp.train.device import resolve_device
 
     if a.threshold is not None and not 0 <= a.threshold <= 1:
@@ -268,13 +397,14 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from scapp import runs
 
     if a.csv:
-        runs.write_table(Path(a.csv), res.to_table())
+        _write_output(a.csv, "--csv", lambda p: runs.write_table(p, res.to_table()))
         print(Path(a.csv).resolve())
     if a.out:
         from scapp.annotate import write_annotated
 
-        write_annotated(res, run, adata, a.out, denoised=a.denoised, layer=a.layer, min_frac=a.min_frac,
-                        min_shared=a.min_shared)  # the denoised layers are streamed a block of cells at a time
+        _write_output(a.out, "--out", lambda p: write_annotated(  # denoised layers: streamed a block at a time
+            res, run, adata, str(p), denoised=a.denoised, layer=a.layer, min_frac=a.min_frac,
+            min_shared=a.min_shared))
         print(Path(a.out).resolve())
     if not a.csv and not a.out:
         print(res.to_table().to_csv(index=False), end="")
@@ -321,10 +451,11 @@ def cmd_markers(a: argparse.Namespace) -> int:
         ms = " ".join(str(m.path) for m in store.members())
         raise RunError(f"Run {store.id} is an ensemble: it has no markers of its own, its members do. "
                        f"Ask one of them: scapp markers MEMBER (members: {ms}).")
+    _check_output(a.out, "--out")
     df = store.markers()
     df = df[df["rank"] <= a.top]
     if a.out:
-        runs.write_table(Path(a.out), df)
+        _write_output(a.out, "--out", lambda p: runs.write_table(p, df))
         print(Path(a.out).resolve())
     else:
         print(df.to_csv(index=False), end="")
@@ -398,8 +529,7 @@ def cmd_denoise(a: argparse.Namespace) -> int:
 
     if Path(a.out).resolve() == Path(a.data).resolve():
         raise InputError("The output path is the input file itself; scapp never overwrites its input.")
-    if Path(a.out).is_dir():
-        raise InputError(f"The output path {a.out} is a folder; give a file name inside it instead.")
+    _check_output(a.out, "--out")
     run = load_run(a.run, device=str(resolve_device(a.device)))
     adata, _ = load_dataset(a.data)
     res = write_denoised(run, adata, a.out, layer=a.layer, genes=a.genes)  # streamed block by block
@@ -408,11 +538,52 @@ def cmd_denoise(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(a: argparse.Namespace) -> int:
+    """List the runs of the runs folder (state, model, data, test scores, created), or remove runs (``--rm``)."""
+    import pandas as pd
+
+    from scapp import runs
+
+    root = Path(a.root).resolve() if a.root else runs.runs_root()
+    if a.rm:
+        stores = [runs.RunStore.open(r if not a.root or Path(r).is_dir() else root / r) for r in a.rm]
+        for st in stores:  # each is checked first: nothing is removed when one of them is still running
+            state = (st.status() or {}).get("state")
+            if state in ("running", "queued"):
+                raise runs.RunError(f"Run {st.id} is still {state}; stop it first (nothing was removed).")
+        for st in stores:
+            runs.delete_run(st.path)
+            print(f"removed {st.path}")
+        return EXIT_OK
+    table = runs.list_runs(root)
+    cols = ["run_id", "state", "model", "dataset", "label", "macro_f1", "accuracy", "created", "error", "path"]
+    if a.json:
+        t = table.reindex(columns=cols).astype(object)
+        recs = [] if table.empty else t.where(t.notna(), None).to_dict("records")
+        print(json.dumps(recs, indent=1, default=str))
+        return EXIT_OK
+    if table.empty:
+        print(f"no runs in {root}", file=sys.stderr)
+        return EXIT_OK
+    show = table.reindex(columns=["run_id", "state", "model", "dataset", "macro_f1", "accuracy", "created"])
+    for c in ("macro_f1", "accuracy"):
+        show[c] = show[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
+    show = show.fillna("").rename(columns={"run_id": "id", "dataset": "data", "macro_f1": "test macro-F1",
+                                           "accuracy": "test accuracy"})
+    print(show.to_string(index=False))
+    failed = table[table["state"] == "failed"]
+    for _, r in failed.iterrows():
+        if r.get("error"):
+            print(f"{r['run_id']} failed: {r['error']}", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from scapp.models.registry import names
     from scapp.evaluate.calibration import DEFAULT_THRESHOLD
 
-    p = argparse.ArgumentParser(prog="scapp", description="Single-cell annotation and interpretation, headless.")
+    p = argparse.ArgumentParser(prog="scapp", description="Single-cell annotation and interpretation, headless.",
+                                epilog=EXIT_CODES)
     sub = p.add_subparsers(dest="command", required=True)
 
     i = sub.add_parser("info", help="QC summary of a dataset as JSON")
@@ -420,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--orientation", default="auto", choices=["auto", "cells_x_genes", "genes_x_cells"])
     i.set_defaults(func=cmd_info)
 
-    t = sub.add_parser("train", help="train a model; prints the run folder as the last line")
+    t = sub.add_parser("train", help="train a model; prints the run folder as the last line", epilog=EXIT_CODES)
     t.add_argument("data")
     t.add_argument("--label", help="obs column with the cell types (required by every method that classifies)")
     t.add_argument("--model", default="sims", choices=names())
@@ -433,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--layer", help="layer holding raw counts (default .X; 'raw' for .raw)")
     t.add_argument("--protein-key", help="obsm key of raw protein (ADT) counts to use beside RNA (multimodal)")
     t.add_argument("--drop-empty-cells", action="store_true", help="leave out cells with zero counts")
+    t.add_argument("--min-cells-per-class", type=int, default=0, metavar="N",
+                   help="leave out classes with fewer than N labelled cells (default 0: keep all; classes under 3 "
+                        "cells are trained on but not scored). A run needs at least 20 labelled cells and 2 classes "
+                        "of 3 or more cells")
     t.add_argument("--valid-frac", type=float, default=0.15)
     t.add_argument("--test-frac", type=float, default=0.15)
     t.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -503,6 +678,26 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--quiet", action="store_true")
     rt.set_defaults(func=cmd_retrain)
 
+    rr = sub.add_parser("rerun", help="train a run again from its saved settings (same data, labels, split, "
+                                      "options, seed) and report how the metrics differ; prints the new run folder "
+                                      "last",
+                        epilog=EXIT_CODES)
+    rr.add_argument("run", help="run folder (or run id) to train again")
+    rr.add_argument("--out", help="run folder to create (default: a new folder under $SCAPP_RUNS_DIR or ./runs)")
+    rr.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                    help="device to train on (default: the one the run asked for)")
+    rr.add_argument("--json", action="store_true", help="the comparison as JSON instead of a table")
+    rr.add_argument("--quiet", action="store_true")
+    rr.set_defaults(func=cmd_rerun)
+
+    rs = sub.add_parser("runs", help="list runs (state, model, data, test scores, created), or remove them with "
+                                     "--rm; a run whose trainer stopped beating reads as failed")
+    rs.add_argument("--json", action="store_true", help="one JSON object per run, with the failure reason")
+    rs.add_argument("--rm", nargs="+", metavar="RUN", help="remove these runs (folders or ids); refuses a run "
+                                                             "that is still running or queued; asks nothing")
+    rs.add_argument("--root", help="runs folder (default: $SCAPP_RUNS_DIR or ./runs)")
+    rs.set_defaults(func=cmd_runs)
+
     j = sub.add_parser("run-job", help=argparse.SUPPRESS)  # used by the app: run a queued run folder
     j.add_argument("run")
     j.set_defaults(func=cmd_run_job)
@@ -553,6 +748,15 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     except KeyboardInterrupt:
         _err("interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0
+    except OSError as e:  # the machine, not scapp: a folder that cannot be written, a full disk
+        if e.errno not in _disk_full_errnos() | _no_write_errnos():
+            raise
+        from scapp.runs import os_error_reason
+
+        _err(f"cannot write {e.filename or 'a file'}: {os_error_reason(e)}; "
+             + ("free space on that disk and try again." if e.errno in _disk_full_errnos()
+                else "use a folder you can write to."))
+        return EXIT_USER

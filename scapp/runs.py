@@ -20,12 +20,15 @@ a newer version is refused with a message to upgrade.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,12 +59,14 @@ LAYOUT: dict[str, str] = {
     "log": "train.log",
     "timing": "timing.json",  # seconds per phase of a finished training, for time estimates (issue 11)
     "stop": "STOP",  # present: the user asked the job to stop
+    "heartbeat": "heartbeat.json",  # rewritten every few seconds by the process that trains (issue 14)
     # what a query needs to be annotated
     "genes": "genes.txt",
     "labels": "labels.json",
     "recipe": "preprocess.json",
     "protein": "protein.json",  # multimodal runs only
     "weights": "model.safetensors",
+    "weights_digest": f"{_ART}/weights.json",  # size and sha256 of the weights as saved: a damaged or swapped file
     "temperature": f"{_ART}/temperature.json",
     # results
     "metrics": "metrics.json",
@@ -86,6 +91,15 @@ LAYOUT: dict[str, str] = {
 """Every file of a run folder, relative to it (version ``FORMAT_VERSION``)."""
 _CELL_MAP_KINDS = ("umap", "umap_proba")  # on the latent space / on the class probabilities
 _MEMBERS = "members"  # an ensemble's member runs, one complete run folder each
+_RESTORE = "restore the run folder from a copy, or train the run again"
+
+HEARTBEAT_S = 5.0
+"""Seconds between two heartbeats of a training process (``$SCAPP_HEARTBEAT_S`` overrides)."""
+STALE_S = 30.0
+"""A queued or running run whose last heartbeat is older than this many seconds reads as failed
+(``$SCAPP_HEARTBEAT_STALE_S`` overrides). Six missed beats: a busy machine delays a beat, it does not skip six."""
+STOPPED = ("The training process stopped without finishing (killed or crashed): its last heartbeat was {age:.0f} s "
+           "ago. Start the run again; see {log} for its last lines.")
 
 
 def runs_root() -> Path:
@@ -102,17 +116,47 @@ def new_run_id(model: str) -> str:
     return f"{stamp}-{model}-{secrets.token_hex(3)}"
 
 
-def create_run(model: str, *, out: str | os.PathLike | None = None, root: Path | None = None) -> Path:
-    """Make an empty run folder. ``out`` may name it; an existing non-empty folder is refused."""
+def _setting_hint(out: str | os.PathLike | None) -> str:
+    return "choose another --out" if out is not None else "set $SCAPP_RUNS_DIR to a folder you can write to"
+
+
+def check_run_target(out: str | os.PathLike | None = None, *, root: Path | None = None) -> None:
+    """Refuse, before any work, a run folder that cannot be made: ``out`` exists and is not an empty folder, or
+    it (or the runs root) lies under a file. Permissions are found out when the folder is made (:func:`create_run`)."""
     if out is not None:
         path = Path(out).resolve()
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             msg = f"Run folder {path} already exists and is not an empty folder; choose another --out."
             raise RunError(msg)
     else:
-        path = (root or runs_root()) / new_run_id(model)
-    path.mkdir(parents=True, exist_ok=True)
-    (path / _ART).mkdir(exist_ok=True)
+        path = (root or runs_root()) / "x"
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise RunError(f"Cannot create the run folder {path.parent if out is None else path}: {blocker} is a file, "
+                       f"not a folder; {_setting_hint(out)}.")
+
+
+def os_error_reason(e: OSError) -> str:
+    """A few words on why a file operation failed, for a message a user can act on."""
+    reasons = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+               errno.EROFS: "the file system is read-only", errno.ENOSPC: "the disk is full",
+               errno.EDQUOT: "the disk quota is used up", errno.ENOTDIR: "a part of the path is a file, not a folder",
+               errno.EEXIST: "a file of that name is in the way", errno.ENAMETOOLONG: "the name is too long"}
+    return reasons.get(e.errno, (e.strerror or type(e).__name__).lower())
+
+
+def create_run(model: str, *, out: str | os.PathLike | None = None, root: Path | None = None) -> Path:
+    """Make an empty run folder. ``out`` may name it; an existing non-empty folder is refused, and a folder that
+    cannot be made (no permission, under a file, read-only disk) is a ``RunError`` saying so."""
+    check_run_target(out, root=root)
+    path = Path(out).resolve() if out is not None else (root or runs_root()) / new_run_id(model)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / _ART).mkdir(exist_ok=True)
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename and str(e.filename) != str(path) else ""
+        raise RunError(f"Cannot create the run folder {path}: {os_error_reason(e)}{where}; "
+                       f"{_setting_hint(out)}.") from e
     return path
 
 
@@ -240,6 +284,46 @@ def _pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _env_seconds(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return v if v > 0 else default
+
+
+def heartbeat_interval() -> float:
+    """Seconds between heartbeats: ``$SCAPP_HEARTBEAT_S`` or :data:`HEARTBEAT_S`."""
+    return _env_seconds("SCAPP_HEARTBEAT_S", HEARTBEAT_S)
+
+
+def stale_after() -> float:
+    """Seconds without a heartbeat after which a run reads as failed: ``$SCAPP_HEARTBEAT_STALE_S`` or
+    :data:`STALE_S`."""
+    return _env_seconds("SCAPP_HEARTBEAT_STALE_S", STALE_S)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _whole_safetensors(path: Path) -> bool:
+    """Whether ``path`` is a complete safetensors file (its header reads and its tensors fill the file)."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            for k in f.keys():
+                f.get_slice(k)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to read it means it is not whole
+        return False
+
+
 def _one_line(e: BaseException) -> str:
     return " ".join(f"{type(e).__name__}: {e}".split())
 
@@ -290,8 +374,25 @@ class RunStore:
 
     @classmethod
     def open(cls, ref: str | os.PathLike) -> RunStore:
-        """An existing run folder, given as a path or as a run id; ``RunNotFoundError`` otherwise."""
-        return cls(resolve_run(ref))
+        """An existing run folder, given as a path or as a run id; ``RunNotFoundError`` otherwise, also for a
+        folder that is not a run (:attr:`is_run`), e.g. a data folder given by mistake."""
+        store = cls(resolve_run(ref))
+        if not store.is_run:
+            msg = (f"{store.path} is not a scapp run folder (it has no {LAYOUT['status']} or {LAYOUT['config']}); "
+                   f"give the folder printed by 'scapp train' or a run id under {runs_root()}.")
+            raise RunNotFoundError(msg)
+        return store
+
+    @property
+    def is_run(self) -> bool:
+        """Whether the folder holds a run made by scapp: it has a status, settings or a queued request, or it is
+        a run just made (:func:`create_run`: nothing in it yet but the artifacts folder)."""
+        if any(self._has(k) for k in ("status", "config", "request")):
+            return True
+        try:
+            return [p.name for p in self.path.iterdir()] == [_ART] and (self.path / _ART).is_dir()
+        except OSError:
+            return False
 
     # -- plumbing --------------------------------------------------------------------------
     def _p(self, key: str) -> Path:
@@ -305,8 +406,8 @@ class RunStore:
             state = (self.status() or {}).get("state", "unknown")
         except RunError:
             state = "unknown"
-        why = ("the folder is incomplete (damaged, or copied only in part)" if state == "finished" else
-               "it may not have got that far (still training, failed or stopped), or the folder is incomplete")
+        why = (f"the folder is incomplete (damaged, or copied only in part): {_RESTORE}" if state == "finished"
+               else "it may not have got that far (still training, failed or stopped), or the folder is incomplete")
         return RunError(f"Run {self.id} has no {LAYOUT[key]} (state: {state}); {why}. Folder: {self.path}")
 
     def _read(self, key: str, load: Callable[[Path], Any], *, missing_ok: bool = False) -> Any:
@@ -408,8 +509,42 @@ class RunStore:
         return self._has("weights")
 
     def write_weights(self, save: Callable[[str], None]) -> None:
-        """``save(tmp_path)`` writes the model's safetensors (e.g. ``model.save_weights``); renamed when done."""
-        write_atomic(self.weights_path, save)
+        """``save(tmp_path)`` writes the model's safetensors (e.g. ``model.save_weights``); renamed when done. Its
+        size and sha256 are kept beside it, so a truncated file or another run's weights are recognised."""
+        path = self._p("weights")
+        write_atomic(path, save)
+        write_json(self._p("weights_digest"), {"bytes": path.stat().st_size, "sha256": _sha256(path)})
+
+    def load_weights(self, load: Callable[[str], Any]) -> Any:
+        """``load(path)`` of the weights (e.g. ``model.load_weights``), after checking them against the size and
+        checksum recorded when they were saved (runs from before that are not checked). A missing, truncated,
+        swapped or unreadable file is a ``RunError`` naming the file and what to do."""
+        path = self._p("weights")
+        name = LAYOUT["weights"]
+        if not path.is_file():
+            raise self._missing("weights")
+        rec = self._read_json("weights_digest", missing_ok=True) or {}
+        size = path.stat().st_size
+        if (isinstance(rec.get("bytes"), int) and size != rec["bytes"]) or (
+                rec.get("sha256") and _sha256(path) != rec["sha256"]):
+            if _whole_safetensors(path):
+                how = "is not the file this run saved (a complete weights file, but another one: copied from another run?)"
+            elif isinstance(rec.get("bytes"), int) and size < rec["bytes"]:
+                how = f"is truncated ({size:,} of the {rec['bytes']:,} bytes saved)"
+            else:
+                how = "is damaged (its checksum differs from the one saved with it)"
+            raise RunError(f"{name} of run {self.id} {how}; {_RESTORE}. Folder: {self.path}")
+        try:
+            return load(str(path))
+        except MemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to read the weights means a damaged file
+            raise RunError(f"{name} of run {self.id} cannot be read ({_one_line(e)}): it is damaged or does not "
+                           f"belong to this run; {_RESTORE}. Folder: {self.path}") from e
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The weights as arrays (checked as in :meth:`load_weights`)."""
+        return self.load_weights(read_arrays)
 
     def write_temperature(self, temperature: float) -> None:
         write_json(self._p("temperature"), {"temperature": float(temperature)})
@@ -429,18 +564,64 @@ class RunStore:
         return status
 
     def status(self, *, check_alive: bool = True) -> dict[str, Any] | None:
-        """The run's status (None before the first is written); a running run whose process died reads as failed."""
+        """The run's status (None before the first is written). A queued or running run whose process has
+        stopped beating (:meth:`heartbeat`) or has died reads as failed, with the reason; the file is left as it
+        is (only reported), so a process that was merely slow reads as running again at its next beat."""
         st = self._read_json("status", missing_ok=True)
         if st is None:
             return None
         if (st.get("format_version") or 1) > FORMAT_VERSION:
             msg = f"Run {self.id} was written by a newer scapp (format {st['format_version']}); upgrade scapp."
             raise RunError(msg)
-        if check_alive and st.get("state") in ("running", "queued") and st.get("pid") and not _pid_alive(st["pid"]):
-            st = {**st, "state": "failed",
-                  "error": "The training process ended without finishing (killed, or the machine ran out of memory). "
-                           f"Start the run again; see {LAYOUT['log']} for its last lines."}
+        if check_alive and st.get("state") in ("running", "queued"):
+            beat = self.last_heartbeat()
+            age = None if beat is None else time.time() - beat
+            if age is not None and age > stale_after():
+                st = {**st, "state": "failed", "error": STOPPED.format(age=age, log=LAYOUT["log"])}
+            elif st.get("pid") and not _pid_alive(st["pid"]):
+                st = {**st, "state": "failed",
+                      "error": "The training process ended without finishing (killed, or the machine ran out of "
+                               f"memory). Start the run again; see {LAYOUT['log']} for its last lines."}
         return st
+
+    def beat(self) -> None:
+        """Record that the process training this run is alive (now). Never makes the folder again once deleted."""
+        if self.path.is_dir():
+            write_json(self._p("heartbeat"), {"time": time.time(), "pid": os.getpid()})
+
+    def last_heartbeat(self) -> float | None:
+        """When the training process last beat (``time.time()``); None before its first beat (or for runs from
+        before heartbeats, whose liveness is judged by their process id alone)."""
+        try:
+            d = json.loads(self._p("heartbeat").read_text())
+            return float(d["time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @contextmanager
+    def heartbeat(self, interval_s: float | None = None) -> Iterator[None]:
+        """Beat every ``interval_s`` seconds (default :data:`HEARTBEAT_S`) from a background thread while the block
+        runs, so a long step that reports nothing (Integrated Gradients, a big evaluation) still shows the
+        process is alive, and a killed one (``kill -9``, an out-of-memory kill) is told from a live one within
+        :data:`STALE_S` seconds, whatever became of its process id."""
+        every = heartbeat_interval() if interval_s is None else interval_s
+        done = threading.Event()
+
+        def loop() -> None:
+            while not done.wait(every):
+                try:
+                    self.beat()
+                except Exception:  # noqa: BLE001 - a full disk must not kill the beat (nor the run) from here
+                    pass
+
+        self.beat()
+        t = threading.Thread(target=loop, name=f"scapp-heartbeat-{self.id}", daemon=True)
+        t.start()
+        try:
+            yield
+        finally:
+            done.set()
+            t.join(timeout=every + 1)
 
     @property
     def has_status(self) -> bool:
@@ -769,6 +950,7 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
                          "label": cfg.get("label"), "created": cfg.get("created"), "state": st.get("state"),
                          "has_model": bool(st.get("has_model")),
                          "macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"),
+                         "error": st.get("error") if st.get("state") == "failed" else None,
                          # a run retrained on the genes a query shares with another run: that run's id
                          "parent": Path(cfg["parent"]).name if cfg.get("parent") else None, "path": str(p)})
     return pd.DataFrame(rows)
@@ -795,12 +977,19 @@ def timing_records(root: str | os.PathLike | None = None) -> list[dict[str, Any]
 
 
 def delete_run(run: str | os.PathLike) -> None:
-    """Delete a run folder; refuses a run that is still running."""
-    st = read_status(run)
+    """Delete a run folder; refuses a run that is still running (its heartbeat is fresh and its process alive),
+    and any folder that is not a run."""
+    store = RunStore(run)
+    if not store.path.is_dir() or not store.is_run:
+        raise RunError(f"{store.path} is not a scapp run folder; nothing was removed.")
+    st = store.status()
     if st and st.get("state") in ("running", "queued"):
-        msg = f"Run {Path(run).name} is still {st['state']}; stop it first."
+        msg = f"Run {store.id} is still {st['state']}; stop it first (scapp runs shows when it has stopped)."
         raise RunError(msg)
-    shutil.rmtree(run)
+    try:
+        shutil.rmtree(store.path)
+    except OSError as e:
+        raise RunError(f"Run {store.id} could not be removed completely: {os_error_reason(e)} ({e.filename}).") from e
 
 
 def export_zip(run: str | os.PathLike, dest: Path) -> Path:

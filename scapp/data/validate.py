@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anndata as ad
@@ -128,3 +129,93 @@ def get_labels(adata: ad.AnnData, column: str) -> tuple[np.ndarray, list[str], n
     codes = np.full(len(vals), -1, dtype=np.int64)
     codes[has] = pd.Series(vals[has]).map(lookup).to_numpy()
     return codes, classes, has
+
+
+MIN_CELLS = 20
+"""Fewest cells a run trains on (labelled cells, for a classifier): fewer leave nothing to hold out for validation
+and test, and the scores of a run would be empty (a two-cell file once "finished" with macro-F1 NaN)."""
+MIN_CLASS_CELLS = 3
+"""Fewest cells of a class for it to be scored: one each for training, validation and test
+(``scapp.data.split``). Smaller classes are trained on but not scored, unless ``min_cells_per_class`` leaves them
+out."""
+MIN_SCORED_CLASSES = 2
+"""Fewest classes with ``MIN_CLASS_CELLS`` cells: validation and test need two classes to mean anything."""
+
+
+@dataclass
+class CellCheck:
+    """What :func:`check_training_cells` decided: notes for the run, and, when classes were left out, which cells
+    stay (``keep``), their new class codes (``codes``, -1 unlabelled) and the classes that remain."""
+
+    notes: list[str]
+    dropped: dict[str, int] | None = None
+    keep: np.ndarray | None = None
+    codes: np.ndarray | None = None
+    classes: list[str] | None = None
+
+
+def _listing(counts: dict[str, int], limit: int = 8) -> str:
+    items = sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    text = ", ".join(f"{c} ({n})" for c, n in items[:limit])
+    return text + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def check_training_cells(codes: np.ndarray, classes: list[str], *, valid_frac: float, test_frac: float,
+                         min_cells_per_class: int = 0, classifies: bool = True,
+                         needs_labels: bool = True) -> CellCheck:
+    """Refuse a training set too small to train and score, before any run folder exists; leave out the classes
+    under ``min_cells_per_class`` when asked.
+
+    ``codes``: class code of each cell the run would train on (-1: unlabelled). The minimums:
+
+    * at least ``MIN_CELLS`` cells (labelled cells, for a classifier);
+    * for a classifier with a validation and a test share: at least ``MIN_SCORED_CLASSES`` classes with
+      ``MIN_CLASS_CELLS`` cells or more each, so validation and test hold cells of two classes. Smaller classes are
+      kept in training but not scored (a note says which), or left out with ``min_cells_per_class``.
+
+    Raises ``LabelError`` (or ``InputError`` for too few cells) naming the classes and what to do.
+    """
+    codes = np.asarray(codes)
+    notes: list[str] = []
+    out = CellCheck(notes=notes)
+    counts = {classes[c]: int(n) for c, n in zip(*np.unique(codes[codes >= 0], return_counts=True))}
+    if min_cells_per_class > 0 and classifies and counts:
+        small = {c: n for c, n in counts.items() if n < min_cells_per_class}
+        if small:
+            kept = [c for c in classes if c in counts and c not in small]
+            if len(kept) < 2:
+                msg = (f"Leaving out the classes with fewer than {min_cells_per_class} cells would leave "
+                       f"{len(kept)} class{'' if len(kept) == 1 else 'es'} ({', '.join(kept) or 'none'}); a "
+                       f"classifier needs at least two. Lower the minimum (now {min_cells_per_class} cells per "
+                       "class) or label more cells.")
+                raise LabelError(msg)
+            remap = np.full(len(classes) + 1, -1, dtype=np.int64)
+            for i, c in enumerate(kept):
+                remap[classes.index(c)] = i
+            new = np.where(codes >= 0, remap[np.where(codes >= 0, codes, len(classes))], -1)
+            keep = (new >= 0) | (codes < 0) if not needs_labels else new >= 0
+            n_out = int(((codes >= 0) & (new < 0)).sum())
+            what = "left out" if needs_labels else "used for training without their label"
+            notes.append(f"{len(small)} class{'' if len(small) == 1 else 'es'} with fewer than {min_cells_per_class} "
+                         f"cells {'was' if len(small) == 1 else 'were'} {what} ({n_out:,} cells; minimum "
+                         f"{min_cells_per_class} cells per class): {_listing(small)}.")
+            out = CellCheck(notes=notes, dropped=small, keep=keep, codes=new, classes=kept)
+            codes = new[keep]
+            counts = {c: n for c, n in counts.items() if c not in small}
+    n = int((codes >= 0).sum()) if (classifies and needs_labels) else int(codes.size)
+    if n < MIN_CELLS:
+        what = "labelled cells" if (classifies and needs_labels) else "cells"
+        msg = (f"Only {n:,} {what} to train on; scapp needs at least {MIN_CELLS} so that some can be held out to "
+               "validate and test the model. Use a file with more cells"
+               + (" (or label more of them)." if classifies else "."))
+        raise InputError(msg)
+    if classifies and valid_frac > 0 and test_frac > 0:
+        big = [c for c, k in counts.items() if k >= MIN_CLASS_CELLS]
+        if len(big) < MIN_SCORED_CLASSES:
+            small = {c: k for c, k in counts.items() if k < MIN_CLASS_CELLS}
+            msg = (f"Only {len(big)} of the {len(counts)} classes {'has' if len(big) == 1 else 'have'} the "
+                   f"{MIN_CLASS_CELLS} cells a class needs to be validated and tested (one each for training, "
+                   f"validation and test); too few: {_listing(small)}. Label more cells of these classes, merge "
+                   "them into related classes, or choose a coarser label column.")
+            raise LabelError(msg)
+    return out

@@ -23,7 +23,8 @@ import pandas as pd
 from scapp import __version__, runs
 from scapp.data.preprocess import PreprocessConfig, Recipe
 from scapp.data.split import Split, stratified_split
-from scapp.data.validate import check_counts, check_empty_cells, check_genes, empty_cells, get_labels, get_matrix
+from scapp.data.validate import (check_counts, check_empty_cells, check_genes, check_training_cells, empty_cells,
+                                 get_labels, get_matrix)
 from scapp.errors import InputError, TrainingCancelled
 from scapp.evaluate.calibration import DEFAULT_THRESHOLD, ece, fit_temperature, reliability, softmax
 from scapp.evaluate.metrics import classification_metrics, confusion, per_class_table
@@ -53,6 +54,9 @@ class TrainRequest:
     drop_empty_cells: bool = False
     orientation: str = "auto"
     threshold: float = DEFAULT_THRESHOLD
+    min_cells_per_class: int = 0
+    """Leave out classes with fewer labelled cells than this (0: keep every class; classes under 3 cells are then
+    trained on but not scored). See ``scapp.data.validate.check_training_cells`` for the minimums."""
     protein_key: str | None = None
     """obsm key of raw protein (ADT) counts to use beside RNA (multimodal); None: RNA only."""
     genes: list[str] | None = None
@@ -252,26 +256,27 @@ def _split_labelled(y: np.ndarray, req: TrainRequest, classes: list[str]) -> Spl
                  notes=s.notes)
 
 
-def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) -> dict[str, Any]:
-    """Train, evaluate, explain and save a run; returns the final metrics dict.
+@dataclass
+class Setup:
+    """A request resolved: its method, options, preprocessing and device (and the pretraining run it starts from).
+    Made by :func:`setup`, which checks them all before anything is written."""
 
-    What the model receives follows its registry capabilities: log1p-normalized input or raw
-    counts (``needs_raw_counts``), and, for methods that do not need labels, the unlabelled cells
-    too (their class code is -1; they train but are never scored). Raises ``ScappError``
-    subclasses for user mistakes and ``TrainingCancelled`` when stopped before a model existed;
-    the caller records those in status.json.
-    """
-    from scapp.data import load_dataset
-    from scapp.train.device import describe_device, resolve_device
-    from scapp.train.trainer import Trainer
+    spec: Any
+    caps: Capabilities
+    model_cls: Any
+    model_cfg: Any
+    pp_cfg: PreprocessConfig
+    pre: Any = None
+    pre_notes: list[str] = field(default_factory=list)
+    device: Any = "cpu"
 
-    import torch
 
-    run = Path(run)
-    store = runs.RunStore(run)
-    t_start = time.monotonic()
-    clock = timing.PhaseClock()
-    clock.enter("load")
+def setup(req: TrainRequest) -> Setup:
+    """Resolve and check a request's method, options and device; raises a ``ScappError`` for an unknown method or
+    option, a missing label column name, a protein matrix the method cannot read, an unusable pretraining run or a
+    device that is not there."""
+    from scapp.train.device import resolve_device
+
     spec = get_spec(req.model)
     caps = spec.capabilities.for_run(req.label)  # a label-optional classifier (ZiPo) classifies only with a label
     model_cls = spec.load()
@@ -304,7 +309,176 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
         raise InputError(f"{spec.title} needs a label column (cell types); name one with --label.")
     if req.protein_key and "protein" not in caps.modalities:
         raise InputError(f"{spec.title} reads RNA only; leave out the protein matrix ({req.protein_key}).")
-    device = resolve_device(req.device)
+    if req.min_cells_per_class < 0:
+        raise InputError(f"The minimum number of cells per class cannot be negative ({req.min_cells_per_class}).")
+    return Setup(spec=spec, caps=caps, model_cls=model_cls, model_cfg=model_cfg, pp_cfg=pp_cfg, pre=pre,
+                 pre_notes=pre_notes, device=resolve_device(req.device))
+
+
+@dataclass
+class Selection:
+    """Which cells of a file a run trains on, with their class codes (-1: unlabelled), and why others are not."""
+
+    cells: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    notes: list[str]
+    cols: np.ndarray | None = None
+    """Columns of the file's genes to keep (a retrain on a query's genes); None: all."""
+
+
+def select_cells(req: TrainRequest, s: Setup, adata: Any, X: Any) -> Selection:
+    """The cells to train on and their labels, checked: labels usable, no all-zero cells (unless dropped), a gene
+    restriction that leaves genes, at least two classes for a classifier, and the minimums of
+    ``scapp.data.validate.check_training_cells``. ``X`` is the matrix as the run reads it (aligned to a
+    pretraining run's genes, if any); it is not copied. The Train page (``scapp.train.job.check_request``) and the
+    engine run this same function, so the app refuses what a job would fail on."""
+    caps, pre = s.caps, s.pre
+    if req.label:
+        codes, classes, labelled = get_labels(adata, req.label)
+    else:  # a method that learns without labels, and none given
+        codes, classes, labelled = np.full(adata.n_obs, -1), [], np.zeros(adata.n_obs, bool)
+    use = labelled | (not caps.needs_labels)
+    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells or pre is not None) & use
+    notes: list[str] = []
+    if pre is not None and (~keep & use).any():
+        notes.append(f"{int((~keep & use).sum()):,} cells with no counts in the pretraining run's genes were left "
+                     "out.")
+    if (~labelled).any():
+        notes.append(f"{int((~labelled).sum()):,} cells without a label were left out of training."
+                     if caps.needs_labels else
+                     f"{int((~labelled).sum()):,} cells without a label are used for training but never scored.")
+    if req.drop_empty_cells and (~keep & use).any():
+        notes.append(f"{int((~keep & use).sum()):,} cells with zero counts were left out.")
+    cols = None
+    if req.genes is not None:  # a retrain on the genes a query shares with the parent run
+        genes = adata.var_names.astype(str).tolist() if pre is None else list(pre.genes)
+        cols = restrict_genes(genes, req.genes, req.data)
+        notes.append(restriction_note(req, int(cols.size), adata.n_vars))
+        silent = keep & empty_cells(X[:, cols])
+        if silent.any():
+            keep &= ~silent
+            notes.append(f"{int(silent.sum()):,} cells with no counts in those {cols.size:,} genes were left out.")
+    cells = np.flatnonzero(keep)
+    y = np.where(labelled[cells], codes[cells], -1).astype(np.int64)
+    present = np.unique(y[y >= 0])
+    if caps.classifies and present.size < 2:
+        msg = "After removing unlabelled and empty cells only one class is left; a classifier needs at least two."
+        raise InputError(msg)
+    chk = check_training_cells(y, classes, valid_frac=req.valid_frac, test_frac=req.test_frac,
+                               min_cells_per_class=req.min_cells_per_class, classifies=caps.classifies,
+                               needs_labels=caps.needs_labels)
+    if chk.dropped is not None:  # classes below --min-cells-per-class: their cells leave (or lose their label)
+        cells, y = cells[chk.keep], chk.codes[chk.keep]
+        classes = chk.classes
+    notes += chk.notes
+    return Selection(cells=cells, y=y, classes=classes, notes=notes, cols=cols)
+
+
+@dataclass
+class TrainingData:
+    """The cells a run trains on, read and checked (:func:`load_training_data`), and what ``data.json`` records."""
+
+    X: Any
+    genes: list[str]
+    y: np.ndarray
+    classes: list[str]
+    cell_ids: pd.Index
+    notes: list[str]
+    info: dict[str, Any]
+    protein: Any = None
+    protein_names: list[str] | None = None
+
+
+def load_training_data(req: TrainRequest, s: Setup) -> TrainingData:
+    """Read the training file and select its cells (:func:`select_cells`); every ``ScappError`` a bad file or
+    label column gives is raised here, before a run folder is needed."""
+    from scapp.data import load_dataset
+
+    adata, qc = load_dataset(req.data, orientation=req.orientation)
+    X = get_matrix(adata, req.layer)
+    check_genes(adata.var_names, what="The training data")
+    check_counts(X, what="The training data")
+    notes = list(s.pre_notes)
+    pre = s.pre
+    if pre is not None:  # the pretraining run's genes, in its order; genes it does not know are left out
+        from scapp.data.align import align_genes
+
+        X, overlap = align_genes(X, adata.var, pre.genes)
+        notes.insert(0, f"{'Started from' if req.from_run else 'Genes and network of'} pretraining run "
+                        f"{pre.id} ({pre.method or 'ssl'}{'' if req.from_run else ', its weights not used'}): "
+                        "this file has "
+                        f"{overlap.n_shared:,} of its {overlap.n_model_genes:,} genes ({overlap.frac_shared:.0%});"
+                        " the others are zero here.")
+    sel = select_cells(req, s, adata, X)
+    notes += sel.notes
+    genes = adata.var_names.astype(str).tolist() if pre is None else list(pre.genes)
+    n_restricted = None
+    if sel.cols is not None:
+        X, genes, n_restricted = X[:, sel.cols], [genes[j] for j in sel.cols], int(sel.cols.size)
+    cells, y, classes = sel.cells, sel.y, sel.classes
+    X = X[cells]
+    cell_ids = adata.obs_names[cells].astype(str)
+    protein = protein_names = None
+    if req.protein_key:
+        from scapp.data.modalities import get_protein
+
+        protein, protein_names = get_protein(adata, req.protein_key)
+        protein = protein[cells]
+    class_counts = {classes[c]: int(n) for c, n in zip(*np.unique(y[y >= 0], return_counts=True))}
+    info = {"path": str(Path(req.data).resolve()), "sha256": file_digest(req.data),
+            "n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars),
+            "n_cells_used": int(cells.size), "n_unlabelled_used": int((y < 0).sum()),
+            "label": req.label, "layer": req.layer,
+            "class_counts": class_counts, "input_kind": qc.input_kind,
+            "read_info": qc.read_info, "notes": notes,
+            "genes_restricted_to": n_restricted, "parent_run": req.parent}
+    return TrainingData(X=X, genes=genes, y=y, classes=classes, cell_ids=cell_ids, notes=notes, info=info,
+                        protein=protein, protein_names=protein_names)
+
+
+@dataclass
+class Prepared:
+    """A request checked and its data read, before a run folder exists (:func:`prepare_training`)."""
+
+    setup: Setup
+    data: TrainingData | None
+    """None for a method that trains other runs (an ensemble): its members read the file themselves."""
+
+
+def prepare_training(req: TrainRequest) -> Prepared:
+    """Everything that can be wrong with a request, found before a run folder is made: the method and its options,
+    the device, the file (readable, raw counts, unique genes), the label column, the classes and the minimums.
+    ``scapp train`` calls this first, so a typo leaves no failed run behind; the data read is then trained on
+    (``run_training(..., prepared=)``) without reading the file again."""
+    s = setup(req)
+    data = load_training_data(req, s)
+    return Prepared(setup=s, data=None if s.caps.combines else data)
+
+
+def run_training(req: TrainRequest, run: Path, *, within: Within | None = None,
+                 prepared: Prepared | None = None) -> dict[str, Any]:
+    """Train, evaluate, explain and save a run; returns the final metrics dict.
+
+    What the model receives follows its registry capabilities: log1p-normalized input or raw
+    counts (``needs_raw_counts``), and, for methods that do not need labels, the unlabelled cells
+    too (their class code is -1; they train but are never scored). Raises ``ScappError``
+    subclasses for user mistakes and ``TrainingCancelled`` when stopped before a model existed;
+    the caller records those in status.json. ``prepared``: the request already checked and its data read
+    (:func:`prepare_training`); otherwise both happen here.
+    """
+    from scapp.train.device import describe_device
+    from scapp.train.trainer import Trainer
+
+    import torch
+
+    run = Path(run)
+    store = runs.RunStore(run)
+    t_start = time.monotonic()
+    clock = timing.PhaseClock()
+    clock.enter("load")
+    s = prepared.setup if prepared is not None else setup(req)
+    caps, model_cls, model_cfg, pp_cfg, pre, device = s.caps, s.model_cls, s.model_cfg, s.pp_cfg, s.pre, s.device
     store.write_config({"format_version": runs.FORMAT_VERSION, "created": runs.now_iso(),
                         **asdict(req), "model_config": asdict(model_cfg),
                         "preprocess": asdict(pp_cfg), "device_used": str(device)})
@@ -327,68 +501,13 @@ def run_training(req: TrainRequest, run: Path, *, within: Within | None = None) 
                            total_s=time.monotonic() - t_start)
         return result
     _phase(run, "loading data", 0.01, within)
-    adata, qc = load_dataset(req.data, orientation=req.orientation)
-    X = get_matrix(adata, req.layer)
-    check_genes(adata.var_names, what="The training data")
-    check_counts(X, what="The training data")
-    if pre is not None:  # the pretraining run's genes, in its order; genes it does not know are left out
-        from scapp.data.align import align_genes
-
-        X, overlap = align_genes(X, adata.var, pre.genes)
-        pre_notes.insert(0, f"{'Started from' if req.from_run else 'Genes and network of'} pretraining run "
-                            f"{pre.id} ({pre.method or 'ssl'}{'' if req.from_run else ', its weights not used'}): "
-                            "this file has "
-                            f"{overlap.n_shared:,} of its {overlap.n_model_genes:,} genes ({overlap.frac_shared:.0%});"
-                            " the others are zero here.")
-    if req.label:
-        codes, classes, labelled = get_labels(adata, req.label)
-    else:  # a method that learns without labels, and none given
-        codes, classes, labelled = np.full(adata.n_obs, -1), [], np.zeros(adata.n_obs, bool)
-    use = labelled | (not caps.needs_labels)
-    keep = check_empty_cells(X, what="the training data", drop=req.drop_empty_cells or pre is not None) & use
-    notes: list[str] = list(pre_notes)
-    if pre is not None and (~keep & use).any():
-        notes.append(f"{int((~keep & use).sum()):,} cells with no counts in the pretraining run's genes were left "
-                     "out.")
-    if (~labelled).any():
-        notes.append(f"{int((~labelled).sum()):,} cells without a label were left out of training."
-                     if caps.needs_labels else
-                     f"{int((~labelled).sum()):,} cells without a label are used for training but never scored.")
-    if req.drop_empty_cells and (~keep & use).any():
-        notes.append(f"{int((~keep & use).sum()):,} cells with zero counts were left out.")
-    genes = adata.var_names.astype(str).tolist() if pre is None else list(pre.genes)
-    n_restricted = None
-    if req.genes is not None:  # a retrain on the genes a query shares with the parent run
-        cols = restrict_genes(genes, req.genes, req.data)
-        X, genes, n_restricted = X[:, cols], [genes[j] for j in cols], int(cols.size)
-        notes.append(restriction_note(req, n_restricted, adata.n_vars))
-        silent = keep & empty_cells(X)
-        if silent.any():
-            keep &= ~silent
-            notes.append(f"{int(silent.sum()):,} cells with no counts in those {n_restricted:,} genes were left out.")
-    cells = np.flatnonzero(keep)
-    X = X[cells]
-    y = np.where(labelled[cells], codes[cells], -1).astype(np.int64)
-    cell_ids = adata.obs_names[cells].astype(str)
-    protein = None
-    if req.protein_key:
-        from scapp.data.modalities import get_protein
-
-        protein, protein_names = get_protein(adata, req.protein_key)
-        protein = protein[cells]
-    present = np.unique(y[y >= 0])
-    if caps.classifies and present.size < 2:
-        msg = "After removing unlabelled and empty cells only one class is left; a classifier needs at least two."
-        raise InputError(msg)
-    class_counts = {classes[c]: int(n) for c, n in zip(*np.unique(y[y >= 0], return_counts=True))}
-    store.write_data_info({"path": str(Path(req.data).resolve()), "sha256": file_digest(req.data),
-                           "n_cells": int(adata.n_obs), "n_genes": int(adata.n_vars),
-                           "n_cells_used": int(cells.size), "n_unlabelled_used": int((y < 0).sum()),
-                           "label": req.label, "layer": req.layer,
-                           "class_counts": class_counts, "input_kind": qc.input_kind,
-                           "read_info": qc.read_info, "notes": notes,
-                           "genes_restricted_to": n_restricted, "parent_run": req.parent})
-    del adata
+    data = prepared.data if prepared is not None and prepared.data is not None else load_training_data(req, s)
+    X, genes, y, classes, cell_ids, notes = data.X, data.genes, data.y, data.classes, data.cell_ids, data.notes
+    protein, protein_names = data.protein, data.protein_names
+    class_counts = data.info["class_counts"]
+    cells = np.arange(len(y))  # the selected cells, in the order of X
+    store.write_data_info(data.info)
+    del data
 
     _phase(run, "splitting and preprocessing", 0.03, within)
     split = _split_labelled(y, req, classes)

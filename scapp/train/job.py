@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from scapp import runs
+from scapp.models.registry import get_spec
 from scapp.train.engine import TrainRequest
 
 POLL_S = 1.0
@@ -26,22 +27,30 @@ POLL_S = 1.0
 
 def check_request(req: TrainRequest, adata: Any) -> None:
     """Refuse, before any process starts, a request the job would fail on: a method not built yet, options the
-    method does not have, a label column that is missing, continuous or has one class, or a matrix that is not raw
-    counts.
+    method does not have, a device that is not there, a label column that is missing, continuous or has one class,
+    a matrix that is not raw counts, duplicated genes, all-zero cells, or too few cells or classes to train and
+    score (``scapp.data.validate.check_training_cells``).
 
+    The engine's own checks (:func:`scapp.train.engine.setup`, :func:`~scapp.train.engine.select_cells`) on the
+    data the page has loaded, so the Train page and ``scapp train`` refuse the same things with the same words.
     Raises a ``ScappError`` subclass whose message says what to change.
     """
-    from scapp.data.validate import check_counts, get_labels, get_matrix
+    from scapp.data.validate import check_counts, check_genes, get_matrix
     from scapp.errors import LabelError
-    from scapp.models.registry import config_from_dict, get_spec
+    from scapp.train.engine import select_cells, setup
 
     spec = get_spec(req.model)
-    config_from_dict(spec.load().Config, dict(req.model_config))  # unknown options name themselves
-    if req.label:
-        get_labels(adata, req.label)
-    elif spec.capabilities.needs_labels:
+    if spec.capabilities.needs_labels and not req.label:
         raise LabelError(f"{spec.title} learns cell types from labels: choose the label column on the Data page.")
-    check_counts(get_matrix(adata, req.layer), what="The training data", layer_hint=False)
+    s = setup(req)  # unknown options name themselves
+    X = get_matrix(adata, req.layer)
+    check_genes(adata.var_names, what="The training data")
+    check_counts(X, what="The training data", layer_hint=False)
+    if s.pre is not None:
+        from scapp.data.align import align_genes
+
+        X, _ = align_genes(X, adata.var, s.pre.genes)
+    select_cells(req, s, adata, X)
 
 
 JOB_KEY = "job"

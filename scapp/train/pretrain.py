@@ -472,7 +472,7 @@ def load_pretraining(ref: str | os.PathLike) -> Pretrained:
         recipe = Recipe.from_dict(store.recipe(), store.genes())
     except (KeyError, TypeError, ValueError) as e:
         raise RunError(f"Run {store.id}: its preprocessing recipe does not fit its gene list ({e}).") from e
-    state = runs.read_arrays(store.weights_path)
+    state = store.weights()  # checked against the size and checksum saved with them
     return Pretrained(path=store.path, genes=list(recipe.genes), recipe=recipe, architecture=dict(arch),
                       state=state, method=str(cfg.get("method") or cfg["model_config"].get("method") or ""),
                       config=cfg)
