@@ -528,7 +528,8 @@ class RunStore:
         if (isinstance(rec.get("bytes"), int) and size != rec["bytes"]) or (
                 rec.get("sha256") and _sha256(path) != rec["sha256"]):
             if _whole_safetensors(path):
-                how = "is not the file this run saved (a complete weights file, but another one: copied from another run?)"
+                how = ("is not the file this run saved (a complete weights file, but another one: copied from "
+                       "another run?)")
             elif isinstance(rec.get("bytes"), int) and size < rec["bytes"]:
                 how = f"is truncated ({size:,} of the {rec['bytes']:,} bytes saved)"
             else:
