@@ -114,6 +114,10 @@ if not qc.label_candidates:
     st.info("No obs column looks like cell-type labels: this file can be annotated by a trained model (Annotate "
             "page), or used by a method that learns without labels (denoising, pretraining).")
 current = NO_LABEL if st.session_state.get("no_label") else st.session_state.get("label")
+if current and current not in cols:  # a link, a reload or the previous file named a column this file lacks
+    st.warning(f"This file has no label column '{current}'"
+               + (f"; showing '{cols[0]}' instead: pick the right one below." if qc.label_candidates else "."),
+               icon=":material/label_off:")
 label = st.selectbox("Label column (the cell types to learn)", cols,
                      index=cols.index(current) if current in cols else 0, key="data-label",
                      help="The obs column of cell types a classifier learns. Choose 'no label' to train only a "
