@@ -330,7 +330,9 @@ def test_runs_lists_and_removes(trained, tmp_path, capsys, monkeypatch):
     rc, out, err = cli(capsys, "runs")
     assert rc == 0, err
     lines = out.splitlines()
-    assert lines[0].split()[:4] == ["id", "state", "model", "data"] and "test macro-F1" in lines[0]
+    header = lines[0].split()
+    assert header[:3] == ["id", "state", "model"] and "data" in header and "created" in header
+    assert "test macro-F1" in lines[0]
     row = next(ln for ln in lines if done.name in ln)
     f1 = runs.RunStore(done).metrics()["test"]["macro_f1"]
     assert "finished" in row and "logreg" in row and "train.h5ad" in row and f"{f1:.3f}" in row
