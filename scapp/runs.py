@@ -273,6 +273,8 @@ def now_iso() -> str:
 
 
 def _pid_alive(pid: int | None) -> bool:
+    """Whether a process runs under ``pid``. A killed child of this process (the app starts the trainers) stays a
+    zombie until it is reaped, and a zombie answers signal 0: on Linux its state in /proc says it is gone."""
     if not pid:
         return False
     try:
@@ -281,7 +283,11 @@ def _pid_alive(pid: int | None) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{int(pid)}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
 
 
 def _env_seconds(name: str, default: float) -> float:
