@@ -8,6 +8,7 @@ with a fresh read of their files: nothing may differ.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import shutil
@@ -88,10 +89,8 @@ def fingerprint(obj: Any, *, depth: int = 0, seen: dict[int, Any] | None = None)
             if dataclasses.is_dataclass(obj):
                 fields.update({f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)})
             if hasattr(obj, "state_dict") and callable(obj.state_dict):  # a torch module held in an attribute
-                try:
+                with contextlib.suppress(Exception):  # not a torch module after all
                     fields["__state__"] = dict(obj.state_dict())
-                except Exception:  # noqa: BLE001 - not a torch module after all
-                    pass
             for k in sorted(fields):
                 h.update(k.encode())
                 add(fields[k])
