@@ -394,7 +394,8 @@ def _h5_top_keys(p: Path, kind: str, hint: str) -> set[str]:
         raise _corrupt(p, kind, hint)
     try:
         with h5py.File(p, "r") as f:
-            return set(f.keys())
+            # names are bytes where a damaged file holds invalid UTF-8
+            return {k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k) for k in f.keys()}
     except Exception as err:  # h5py raises OSError/KeyError/RuntimeError variants
         raise _corrupt(p, kind, hint, err) from err
 
@@ -1085,10 +1086,11 @@ def _read_table(p: Path, orientation: str) -> tuple[anndata.AnnData, dict]:
     if len(raw_cols) == df.shape[1]:
         df.columns = pd.Index(raw_cols)
 
-    bad = [c for c in df.columns[~df.dtypes.map(lambda t: pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)).to_numpy()]]
+    numeric = [pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t) for t in df.dtypes]
+    bad = [j for j, ok in enumerate(numeric) if not ok]  # positions: column names may repeat
     if bad:
-        col = bad[0]
-        vals = df[col].dropna()
+        col = df.columns[bad[0]]
+        vals = df.iloc[:, bad[0]].dropna()
         num = pd.to_numeric(vals, errors="coerce")
         example = vals[num.isna()]
         ex = f" (e.g. {str(example.iloc[0])!r})" if len(example) else ""

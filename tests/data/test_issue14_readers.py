@@ -363,6 +363,33 @@ def test_text_encodings(base, tmp_path):
     assert any("UTF-16" in n for n in info["notes"])
 
 
+def test_damaged_files_found_by_fuzzing(base, tmp_path):
+    """Inputs the mutation search turned up, each once a non-scapp exception: a text column under a repeated
+    name (TypeError), a zip needing 'version 25.5' (NotImplementedError), a flipped index in a 10x .h5 (a crash
+    of the process in scipy)."""
+    (p := tmp_path / "dupcol.csv").write_text("cell,A,A,B\nc1,1,x,2\nc2,3,y,4\n")
+    with pytest.raises(InputError, match="column 'A' is not numeric"):
+        read_data(p)
+    z = bytearray(write_zip(tmp_path / "v.zip", mtx_files(tiny(base))).read_bytes())
+    cd = z.index(b"PK\x01\x02")
+    z[cd + 6:cd + 8] = (255).to_bytes(2, "little")  # "version needed to extract" of the first entry
+    (p := tmp_path / "version.zip").write_bytes(bytes(z))
+    with pytest.raises(InputError, match="not a valid zip archive"):
+        read_data(p)
+    s = tiny(base, 20, 30)
+    h5 = write_10x_h5(s, tmp_path / "bad_index.h5")
+    import h5py
+
+    with h5py.File(h5, "a") as f:
+        f["matrix/indices"][3] = 10**6  # a gene index far outside the 30 genes
+    # in a child process: before issue 14 this killed the process (SIGSEGV) instead of raising
+    p = subprocess.run([sys.executable, "-m", "scapp", "info", str(h5)], cwd=REPO, capture_output=True, text=True,
+                       timeout=300, check=False, env={"PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "ignore",
+                                                      "HOME": str(tmp_path)})
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert "sparse matrix is damaged" in p.stderr and "Traceback" not in p.stderr
+
+
 # --------------------------------------------------------------------------- duplicated cell names
 
 
