@@ -11,6 +11,21 @@ import streamlit as st
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
+def through_app() -> None:
+    """Make sure a page runs inside app.py's navigation (sidebar, the session restored from the address).
+
+    Streamlit runs a file of the ``pages/`` folder on its own (its older multipage mode, no app.py) when the first
+    request a fresh server gets opens that page's address: a tab left open across an app restart, a bookmark. The
+    page then switches that mode off (app.py's ``st.navigation`` would, had it run) and reruns through app.py,
+    which opens the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 @st.cache_resource(show_spinner=False)
 def device_label() -> str:
     """GPU name from the NVIDIA driver's /proc entry, else the CPU core count.
@@ -77,9 +92,9 @@ def sidebar() -> None:
         st.caption(device_label())
         exposed = exposed_address()
         if exposed:
-            st.warning(f"This app is reachable from other machines ({exposed}): anyone who can reach it can see "
-                       "and download your data, runs and uploads. Serve it on 127.0.0.1 (the default in "
-                       ".streamlit/config.toml) unless that is what you want.", icon=":material/public:")
+            st.warning(f"This app is reachable from other machines ({exposed}): whoever can reach it sees your "
+                       "data, runs and uploads. Serve it on 127.0.0.1 unless you mean to share it.",
+                       icon=":material/public:")
         st.radio("Figure download format", list(FIG_FORMATS), horizontal=True, key="fig-format",
                  help="What the camera icon in each figure's toolbar saves (at twice the screen resolution).")
 

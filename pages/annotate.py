@@ -8,12 +8,22 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, chosen_file, keep_upload_checkbox, load, runs_root, show_error, show_figure
+from pages._ui import (
+    choose_run,
+    chosen_file,
+    keep_upload_checkbox,
+    load,
+    runs_root,
+    show_error,
+    show_figure,
+    through_app,
+)
 from scapp.data.validate import UNASSIGNED
 from scapp.errors import ScappError
 
 DENOISED_DOWNLOAD_LIMIT = 2 * 2**30  # bytes of denoised layers served through the browser; larger: the CLI
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Annotate")
 run = choose_run(key="annotate-run")
 if run is None:

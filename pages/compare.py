@@ -6,10 +6,11 @@ import re
 
 import streamlit as st
 
-from pages._ui import column_config, runs_root, set_run, show_error, show_figure
+from pages._ui import column_config, runs_root, set_run, show_error, show_figure, through_app
 from scapp import runs
 from scapp.errors import ScappError
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Compare runs")
 st.caption("Two or more runs trained on the same file and label column: which is better, and on which cells do "
            "they disagree?")

@@ -14,10 +14,12 @@ from pages._ui import (
     show_error,
     show_figure,
     sync_url,
+    through_app,
 )
 from scapp.errors import ScappError
 
 # The first page a user sees: paint it before anything heavy (numpy, pandas, anndata, plotly) is imported.
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Data")
 st.markdown("**What is scapp?** It learns the cell types of a labelled reference dataset and annotates new cells "
             "with them, saying how sure each call is and which genes each model used. Start here with your file "

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages._ui import choose_run, show_error, show_figure
+from pages._ui import choose_run, show_error, show_figure, through_app
 from scapp import runs
 from scapp.errors import ScappError
 from scapp.models import get_spec
 from scapp.models.registry import run_curve_panels
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Explore")
 run = choose_run(key="explore-run")
 if run is None:

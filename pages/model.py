@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._ui import device_label, load_current
+from pages._ui import device_label, load_current, through_app
 from scapp.models import REGISTRY, get_spec
 from scapp.models.presets import OPTION_HELP, OPTION_LABELS, option_defaults
 from scapp.train.timing import about, effective_genes, estimate_seconds
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Model")
 loaded = None
 try:

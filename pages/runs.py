@@ -7,10 +7,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from pages._ui import column_config, runs_root, set_run, show_error
+from pages._ui import column_config, runs_root, set_run, show_error, through_app
 from scapp import runs
 from scapp.errors import ScappError
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Runs")
 table = runs.list_runs(runs_root())
 if table.empty:

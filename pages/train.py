@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from pages._pretrain import saved_plan
-from pages._ui import load_current, runs_root, show_error, show_figure
+from pages._ui import load_current, runs_root, show_error, show_figure, through_app
 from scapp import runs
 from scapp.errors import ScappError
 from scapp.models import get_spec
@@ -18,6 +18,7 @@ from scapp.train.job import check_request, escalate_stop, start_job, stop_job
 from scapp.train.pretrain_jobs import check_plan, current_step, job_steps, plan_line, start_pretrain_jobs
 from scapp.train.progress import options_line, progress_text, timing_note
 
+through_app()  # a page opened on its own by a fresh server runs again through app.py
 st.title("Train")
 path, label = st.session_state.get("dataset_path"), st.session_state.get("label")
 no_label = bool(st.session_state.get("no_label"))

@@ -89,3 +89,21 @@ def test_a_trainer_whose_process_id_was_reused_reads_failed_once_it_stops_beatin
     finally:
         other.kill()
         other.wait()
+
+
+def test_a_page_opened_first_on_a_fresh_server_runs_through_the_app(runs_dir, monkeypatch):
+    """A tab left open across an app restart asks the new server for its page (say /train?run=...) first.
+    Streamlit then ran pages/train.py on its own (its pages-folder mode): no sidebar, no session restored from the
+    address, a navigation listing every file of pages/. The page must run through app.py instead."""
+    from scapp import runs
+
+    monkeypatch.chdir(REPO)
+    store = runs.RunStore.create("logreg", root=runs_dir)
+    store.write_status("finished", progress=1.0)
+    at = AppTest.from_file(APP, default_timeout=120)  # a fresh server: app.py has never run
+    at.query_params.update(run=store.id, data="demo", label="cell_type")
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    assert at.session_state["run_id"] == store.id  # restored from the address by app.py
+    assert any(f"`{store.id}` — finished" in str(m.value) for m in at.markdown)
+    assert any("**Run:**" in str(m.value) for m in at.sidebar.markdown)  # app.py's sidebar
