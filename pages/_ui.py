@@ -292,7 +292,7 @@ def save_upload(upload: Any) -> Path:
 def _session_alive(sid: str) -> bool:
     from streamlit import runtime
 
-    return runtime.exists() and runtime.get_instance().is_active_session(sid)
+    return runtime.exists() and runtime.get_instance().is_active_session(sid) is True  # (AppTest: a mock)
 
 
 @st.cache_resource(show_spinner=False)
