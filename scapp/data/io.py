@@ -362,7 +362,7 @@ def _check_content(p: Path, family: str | None) -> None:
         ext, words = _table_ext(p, False), "a text file (a table)"
     if family is None:
         raise UnsupportedFormatError(
-            f"Could not read '{p.name}': scapp does not read '{Path(p.name).suffix or p.name}' files, but its "
+            f"Could not read '{p.name}': unsupported file type '{Path(p.name).suffix or p.name}', but its "
             f"contents are {words}. Rename it to '{stem}{ext}' and load it again."
         )
     raise InputError(

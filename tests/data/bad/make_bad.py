@@ -18,8 +18,9 @@ From a test::
 
 * ``"error"``  — the reader refuses it: ``read_data`` raises an ``InputError`` and ``scapp info`` prints one
   ``scapp: error:`` line holding ``words``.
-* ``"warn"``   — the reader reads it and says what it did (a ``ScappWarning`` and a ``read_info`` note holding
-  ``words``).
+* ``"warn"``   — the reader reads it and says what it did: a ``read_info["notes"]`` entry holding ``words`` (shown by
+  ``scapp info`` and the Data page), and for the risky guesses (an encoding other than UTF-8, renamed cell names)
+  also an ``InputRepresentationWarning`` (a ``ScappWarning``).
 * ``"ok"``     — a valid file that reads without complaint (e.g. a UTF-8 CSV with a byte-order mark).
 * ``"train_error"`` / ``"predict_error"`` — readable, but training on it (label ``cell_type``) or annotating it
   with a model trained on the ``"base"`` case must be refused with ``words``.
