@@ -23,7 +23,11 @@ def through_app() -> None:
 
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        # once per session: Streamlit's AppTest sets the flag again on every run, and a rerun there would drop
+        # the widget event of that run (a click on Start training did nothing)
+        if not st.session_state.get("_through_app"):
+            st.session_state["_through_app"] = True
+            st.rerun()
 
 
 @st.cache_resource(show_spinner=False)

@@ -556,7 +556,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
             print(f"removed {st.path}")
         return EXIT_OK
     table = runs.list_runs(root)
-    cols = ["run_id", "state", "model", "dataset", "label", "macro_f1", "accuracy", "created", "error", "path"]
+    cols = ["run_id", "state", "model", "kind", "dataset", "label", "macro_f1", "accuracy", "created", "error", "path"]
     if a.json:
         t = table.reindex(columns=cols).astype(object)
         recs = [] if table.empty else t.where(t.notna(), None).to_dict("records")
@@ -565,7 +565,7 @@ def cmd_runs(a: argparse.Namespace) -> int:
     if table.empty:
         print(f"no runs in {root}", file=sys.stderr)
         return EXIT_OK
-    show = table.reindex(columns=["run_id", "state", "model", "dataset", "macro_f1", "accuracy", "created"])
+    show = table.reindex(columns=["run_id", "state", "model", "kind", "dataset", "macro_f1", "accuracy", "created"])
     for c in ("macro_f1", "accuracy"):
         show[c] = show[c].map(lambda v: "" if v is None or pd.isna(v) else f"{v:.3f}")
     show = show.fillna("").rename(columns={"run_id": "id", "dataset": "data", "macro_f1": "test macro-F1",

@@ -953,7 +953,11 @@ def list_runs(root: Path | None = None) -> pd.DataFrame:
             except RunError:
                 continue
             test = met.get("test", {}) if isinstance(met, dict) else {}
-            rows.append({"run_id": p.name, "model": cfg.get("model"), "dataset": Path(cfg.get("data", "")).name,
+            files = cfg.get("data_files") or []  # a pretraining run reads one or more files
+            dataset = Path(cfg.get("data", "")).name + (f" + {len(files) - 1} more" if len(files) > 1 else "")
+            kind = (f"pretraining ({cfg.get('method')})" if cfg.get("kind") == "pretraining"
+                    else "fine-tune" if cfg.get("from_run") else "training")
+            rows.append({"run_id": p.name, "model": cfg.get("model"), "kind": kind, "dataset": dataset,
                          "label": cfg.get("label"), "created": cfg.get("created"), "state": st.get("state"),
                          "has_model": bool(st.get("has_model")),
                          "macro_f1": test.get("macro_f1"), "accuracy": test.get("accuracy"),

@@ -53,9 +53,10 @@ class Capabilities:
 
     def for_run(self, label: str | None) -> Capabilities:
         """What one run of the method does: a method that classifies but learns without labels
-        (``needs_labels`` False, e.g. ZiPo) classifies only when it was trained with a label column."""
+        (``needs_labels`` False, e.g. ZiPo) classifies only when it was trained with a label column, and explains
+        (per-class gene scores) only then."""
         if self.classifies and not self.needs_labels and not label:
-            return replace(self, classifies=False)
+            return replace(self, classifies=False, explain_kind=None)
         return self
 
 

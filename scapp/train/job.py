@@ -58,6 +58,12 @@ JOB_KEY = "job"
 (``scapp.train.pretrain_jobs``); absent for a plain training run."""
 
 
+def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen:
+    """Start a scapp child process (a job, a cell map): the one place tests replace to run jobs in-process
+    (replacing ``subprocess.Popen`` itself would also replace the children other modules start)."""
+    return subprocess.Popen(cmd, **kw)
+
+
 def start_job(req: TrainRequest | Any, *, root: Path | None = None, run: Path | None = None,
               queued_at: float | None = None, job: dict[str, Any] | None = None) -> Path:
     """Create the run folder (or use ``run``, an empty one), queue the job and start its process; returns the
@@ -70,7 +76,7 @@ def start_job(req: TrainRequest | Any, *, root: Path | None = None, run: Path | 
                        phase="waiting in the queue")
     env = {**os.environ, "SCAPP_RUNS_DIR": str(run.parent)}
     with open(store.log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "scapp", "run-job", str(run)], stdout=log, stderr=log,
+        proc = spawn([sys.executable, "-m", "scapp", "run-job", str(run)], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
     store.write_status("queued", pid=proc.pid)
@@ -157,7 +163,7 @@ def start_cell_map(run: Path, n_cells: int) -> int:
     store = runs.RunStore(run)
     store.clear_cell_map_error(n_cells)
     with open(store.cell_map_log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "scapp", "map", str(run), "--cells", str(int(n_cells))],
+        proc = spawn([sys.executable, "-m", "scapp", "map", str(run), "--cells", str(int(n_cells))],
                                 stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                                 cwd=str(Path(__file__).resolve().parents[2]))
     store.mark_cell_map_running(n_cells, proc.pid)  # before the child does, so a rerun meanwhile starts no second one

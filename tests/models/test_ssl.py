@@ -221,7 +221,9 @@ def test_pretraining_run_is_a_run_of_its_own(round_trip):
     assert emb.shape == (len(pred), 64) and set(pred["source"]) == {"demo_pbmc3k.h5ad", "demo_pbmc4k_query.h5ad"}
     assert len(store.epochs()) == 3
     listed = runs.list_runs(pre.parent).set_index("run_id")
-    assert listed.loc["pre", "model"] == "ssl"
+    assert listed.loc["pre", "model"] == "ssl" and listed.loc["pre", "kind"] == "pretraining (mae)"
+    assert listed.loc["pre", "dataset"] == "demo_pbmc3k.h5ad + 1 more"
+    assert listed.loc["ft", "kind"] == "fine-tune" and listed.loc["scratch", "kind"] == "training"
 
 
 def test_fine_tune_records_its_parent_and_beats_the_majority_class(round_trip):

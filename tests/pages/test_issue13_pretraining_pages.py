@@ -2,7 +2,7 @@
 without labels), the Model page's pretraining choice, the Train page queueing pretraining → from scratch →
 fine-tune and showing each step with the reconstruction-loss curve, and Explore's 'What pretraining changed'.
 
-The job processes are not started by the page here (``subprocess.Popen`` is replaced): the test runs each queued
+The job processes are not started by the page here (``scapp.train.job.spawn`` is replaced): the test runs each queued
 job itself with ``scapp run-job``, in queue order, as the real processes would. The browser version, with real
 processes, is tests/e2e/test_issue13_ssl.py.
 """
@@ -62,7 +62,7 @@ def no_processes(monkeypatch):
         started.append(list(cmd))
         return _FakeProcess()
 
-    monkeypatch.setattr(job.subprocess, "Popen", popen)
+    monkeypatch.setattr(job, "spawn", popen)
     return started
 
 

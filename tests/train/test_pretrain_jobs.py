@@ -42,7 +42,7 @@ def no_processes(monkeypatch):
     from scapp.train import job
 
     started = []
-    monkeypatch.setattr(job.subprocess, "Popen", lambda cmd, *a, **k: started.append(cmd) or _Proc())
+    monkeypatch.setattr(job, "spawn", lambda cmd, *a, **k: started.append(cmd) or _Proc())
     return started
 
 
