@@ -17,11 +17,17 @@ def through_app() -> None:
     Streamlit runs a file of the ``pages/`` folder on its own (its older multipage mode, no app.py) when the first
     request a fresh server gets opens that page's address: a tab left open across an app restart, a bookmark. The
     page then switches that mode off (app.py's ``st.navigation`` would, had it run) and reruns through app.py,
-    which opens the same page.
+    which opens the same page. The mode is told by the run itself (app.py is one of its pages only in that mode),
+    not only by Streamlit's process-wide flag: two sessions starting together on a fresh server both run in that
+    mode, and the first to get here clears the flag for both.
     """
     from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-    if PagesManager.uses_pages_directory:
+    ctx = get_script_run_ctx()
+    pages = ctx.pages_manager.get_pages() if ctx is not None and ctx.pages_manager is not None else {}
+    alone = any(Path(str(p.get("script_path") or "")).name == "app.py" for p in pages.values())
+    if alone or PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         # once per session: Streamlit's AppTest sets the flag again on every run, and a rerun there would drop
         # the widget event of that run (a click on Start training did nothing)
