@@ -77,7 +77,7 @@ def test_app_restart_while_a_job_trains(tmp_path):
         with sync_playwright() as pw:
             browser, pg = open_page(pw, f"http://127.0.0.1:{port}")
             load_demo(pg)
-            set_up_model(pg, Max_epochs="400")
+            set_up_model(pg, Max_epochs="400", **{"Early-stopping_patience": "400"})  # runs until stopped
             go(pg, "Train")
             pg.get_by_role("button", name="Start training").click()
             pg.get_by_text(RUNNING).wait_for(timeout=180_000)
@@ -156,7 +156,7 @@ def test_two_sessions_train_and_annotate_at_once(page, server):
         a.get_by_role("button", name="Start training").click()
         a.get_by_text("— finished").wait_for(timeout=180_000)  # a run to annotate with
 
-        set_up_model(a, "sims", Max_epochs="400")
+        set_up_model(a, "sims", Max_epochs="400", **{"Early-stopping_patience": "400"})  # runs until stopped
         go(a, "Train")
         a.get_by_role("button", name="Start training").click()
         a.get_by_text(RUNNING).wait_for(timeout=180_000)
