@@ -86,7 +86,8 @@ def test_killed_trainer_reads_as_failed_within_seconds(small, tmp_path, runs_dir
             time.sleep(0.2)
         waited = time.time() - t0
         assert st["state"] == "failed", st
-        assert "stopped without finishing (killed or crashed)" in st["error"]
+        # by its dead process id or by its stale heartbeat, whichever is seen first
+        assert "without finishing (killed" in st["error"], st["error"]
         assert waited < 10
         # the CLI's list says the same, with the reason
         rc, text, _ = cli(capsys, "runs", "--json")
