@@ -93,7 +93,7 @@ def test_killed_trainer_reads_as_failed_within_seconds(small, tmp_path, runs_dir
         rc, text, _ = cli(capsys, "runs", "--json")
         assert rc == 0
         rec = next(r for r in json.loads(text) if r["run_id"] == "killed")
-        assert rec["state"] == "failed" and "killed or crashed" in rec["error"]
+        assert rec["state"] == "failed" and "without finishing (killed" in rec["error"]
         # only reported: the file still says what the process last wrote, and a new run may start
         assert runs.read_status(out, check_alive=False)["state"] == "running"
     finally:
