@@ -136,6 +136,16 @@ def _queued(req_args: dict, root: Path) -> Path:
     return store.path
 
 
+def _train_logreg(via: str, finished: dict, runs_dir: Path, capsys) -> tuple[int, str, Path]:
+    """Train logreg on the finished run's data through the CLI or as a queued app job: exit code, stderr, run."""
+    if via == "cli":
+        rc, out, err = cli(capsys, "train", finished["data"], "--label", "cell_type", *LOGREG, "--quiet")
+        return rc, err, Path(out.strip().splitlines()[-1])
+    run = _queued({"data": str(finished["data"]), "label": "cell_type", "model": "logreg", "epochs": 1}, runs_dir)
+    rc = main(["run-job", str(run)])
+    return rc, capsys.readouterr().err, run
+
+
 @pytest.mark.parametrize("via", ["cli", "app-job"])
 def test_disk_full_while_saving_weights(via, finished, tmp_path, runs_dir, capsys, monkeypatch):
     from scapp.models import get_spec
@@ -150,14 +160,7 @@ def test_disk_full_while_saving_weights(via, finished, tmp_path, runs_dir, capsy
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(cls, "save_weights", save_half_then_full)
-    if via == "cli":
-        rc, out, err = cli(capsys, "train", finished["data"], "--label", "cell_type", *LOGREG, "--quiet")
-        run = Path(out.strip().splitlines()[-1])
-    else:
-        run = _queued({"data": str(finished["data"]), "label": "cell_type", "model": "logreg", "epochs": 1},
-                      runs_dir)
-        rc = main(["run-job", str(run)])
-        out, err = capsys.readouterr()
+    rc, err, run = _train_logreg(via, finished, runs_dir, capsys)
     line = error_line(rc, err, f"disk full: free space in {runs_dir} and train again")
     st = runs.read_status(run)
     assert st["state"] == "failed" and st["error"] in line and not st.get("has_model")
@@ -184,14 +187,7 @@ def test_cuda_out_of_memory_mid_training(via, finished, tmp_path, runs_dir, caps
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(cls, "fit", fit_oom)
-    if via == "cli":
-        rc, out, err = cli(capsys, "train", finished["data"], "--label", "cell_type", *LOGREG, "--quiet")
-        run = Path(out.strip().splitlines()[-1])
-    else:
-        run = _queued({"data": str(finished["data"]), "label": "cell_type", "model": "logreg", "epochs": 1},
-                      runs_dir)
-        rc = main(["run-job", str(run)])
-        out, err = capsys.readouterr()
+    rc, err, run = _train_logreg(via, finished, runs_dir, capsys)
     line = error_line(rc, err, "out of GPU memory: try a smaller batch size", "or the CPU")
     st = runs.read_status(run)
     assert st["state"] == "failed" and st["error"] in line and not st.get("has_model")
