@@ -243,29 +243,36 @@ def _fit(model: Any, Xtr: Any, ytr: np.ndarray, Xva: Any, yva: np.ndarray) -> di
             "best_epoch": hist[-1].get("best_epoch") if hist else None}
 
 
-def arm_ssl(s: Setup, lab: np.ndarray, val: np.ndarray, seed: int, a: argparse.Namespace,
-            run: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Arms A (run None) and B / C / Cp: the ssl classifier, from scratch or fine-tuned from ``run``."""
+def _inputs(s: Setup, preprocess_defaults: dict[str, Any], run: Path | None) -> tuple[Any, Any, Any]:
+    """Reference and test matrices as a model reads them, and the pretraining run (None from scratch): from
+    scratch, a recipe fitted on the pool's cells (no labels); from a pretraining run, that run's genes and recipe."""
     from scapp.data.align import align_genes
     from scapp.data.preprocess import PreprocessConfig, Recipe
-    from scapp.models.base import config_from_dict
-    from scapp.models.ssl import SSLConfig, SSLModel
 
-    opts = {**ssl_options(a.preset), "max_epochs": a.ft_epochs, "early_stopping_patience": a.patience, "seed": seed}
     if run is None:
         genes = s.ref.var.index.astype(str).tolist()
-        recipe = Recipe.fit(s.ref.X, genes, PreprocessConfig(**SSLModel.preprocess_defaults), train_idx=s.pool)
-        Xr = recipe.transform(align_genes(s.ref.X, s.ref.var, recipe.genes)[0])
-        Xt = recipe.transform(align_genes(s.test.X, s.test.var, recipe.genes)[0])
-        warm = None
+        recipe, pre = Recipe.fit(s.ref.X, genes, PreprocessConfig(**preprocess_defaults), train_idx=s.pool), None
     else:
         from scapp.train.pretrain import load_pretraining
 
         pre = load_pretraining(run)
+        recipe = pre.recipe
+    Xr = recipe.transform(align_genes(s.ref.X, s.ref.var, recipe.genes)[0])
+    Xt = recipe.transform(align_genes(s.test.X, s.test.var, recipe.genes)[0])
+    return Xr, Xt, pre
+
+
+def arm_ssl(s: Setup, lab: np.ndarray, val: np.ndarray, seed: int, a: argparse.Namespace,
+            run: Path | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Arms A (run None) and B / C / Cp: the ssl classifier, from scratch or fine-tuned from ``run``."""
+    from scapp.models.base import config_from_dict
+    from scapp.models.ssl import SSLConfig, SSLModel
+
+    opts = {**ssl_options(a.preset), "max_epochs": a.ft_epochs, "early_stopping_patience": a.patience, "seed": seed}
+    Xr, Xt, pre = _inputs(s, SSLModel.preprocess_defaults, run)
+    warm = None if pre is None else pre.state
+    if pre is not None:
         opts.update(pre.architecture)
-        Xr = pre.recipe.transform(align_genes(s.ref.X, s.ref.var, pre.genes)[0])
-        Xt = pre.recipe.transform(align_genes(s.test.X, s.test.var, pre.genes)[0])
-        warm = pre.state
     model = SSLModel(config_from_dict(SSLConfig, opts), n_features=Xr.shape[1], classes=s.ref.classes, device="cpu")
     if warm is not None:
         model.warm_start(warm)
@@ -292,8 +299,6 @@ def arm_probe(s: Setup, lab: np.ndarray, seed: int, run: Path) -> dict[str, dict
 def arm_registry(s: Setup, name: str, lab: np.ndarray, val: np.ndarray, seed: int, a: argparse.Namespace,
                  run: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Arms E (logreg, logreg_hvg) and F (sims, and sims from a TabNet pretraining ``run``) at their preset."""
-    from scapp.data.align import align_genes
-    from scapp.data.preprocess import PreprocessConfig, Recipe
     from scapp.models.base import config_from_dict
     from scapp.models.registry import get_spec
 
@@ -303,21 +308,10 @@ def arm_registry(s: Setup, name: str, lab: np.ndarray, val: np.ndarray, seed: in
     if "max_epochs" in cls.Config.__dataclass_fields__:
         opts["max_epochs"] = a.ft_epochs
         opts["early_stopping_patience"] = a.patience
-    if run is None:
-        genes = s.ref.var.index.astype(str).tolist()
-        recipe = Recipe.fit(s.ref.X, genes, PreprocessConfig(**cls.preprocess_defaults), train_idx=s.pool)
-        Xr = recipe.transform(align_genes(s.ref.X, s.ref.var, recipe.genes)[0])
-        Xt = recipe.transform(align_genes(s.test.X, s.test.var, recipe.genes)[0])
-        warm = None
-    else:
-        from scapp.train.pretrain import load_pretraining
-
-        pre = load_pretraining(run)
+    Xr, Xt, pre = _inputs(s, cls.preprocess_defaults, run)
+    warm = None if pre is None else pre.state
+    if pre is not None:
         opts.update({k: v for k, v in pre.architecture.items() if k in cls.Config.__dataclass_fields__})
-        recipe = pre.recipe
-        Xr = recipe.transform(align_genes(s.ref.X, s.ref.var, pre.genes)[0])
-        Xt = recipe.transform(align_genes(s.test.X, s.test.var, pre.genes)[0])
-        warm = pre.state
     model = cls(config_from_dict(cls.Config, opts), n_features=Xr.shape[1], classes=s.ref.classes, device="cpu")
     if warm is not None:
         model.warm_start(warm)
