@@ -123,9 +123,17 @@ def pretraining_form(model: str, opts: dict[str, Any], loaded: Any) -> None:
                                         "fine-tuning time.")
     st.session_state[STATE] = {"model": model, "data": data, "mode": mode, **asdict(plan)} if plan else None
     if plan is not None:
-        from scapp.train.pretrain_jobs import plan_line
+        from pathlib import Path
 
-        st.caption("The Train page will run: " + plan_line(plan) + ".")
+        from pages._ui import device_label
+        from scapp.train.pretrain_jobs import plan_line, pretraining_time
+        from scapp.train.timing import effective_genes
+
+        known = {str(Path(data).resolve()): int(loaded[0].n_obs)} if loaded and data else None
+        took = pretraining_time(plan, model, opts, effective_genes(loaded[0].X) if loaded else 2000,
+                                known_cells=known, gpu=device_label().startswith("GPU"), root=runs_root())
+        st.caption("The Train page will run: " + plan_line(plan) + "." + (f" {took[0].upper()}{took[1:]}." if took
+                                                                          else ""))
 
 
 def pretraining_view(run: Any, config: dict[str, Any], colors: Any = None) -> None:

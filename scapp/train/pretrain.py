@@ -32,6 +32,7 @@ from scapp import runs
 from scapp.data.preprocess import PreprocessConfig, Recipe
 from scapp.errors import ConfigError, InputError, RunError, TrainingCancelled
 from scapp.models.registry import REGISTRY, ModelSpec, config_from_dict
+from scapp.train import timing
 
 log = logging.getLogger(__name__)
 
@@ -356,6 +357,13 @@ def run_pretraining(req: PretrainRequest, run: Path) -> dict[str, Any]:
         bs = cfg.batch_size or 256
         max_epochs = cfg.max_epochs
         reporter = _Reporter(run, max_epochs)
+        timing_key = timing.pretraining_key(req.method, cls.pretrain_architecture(req.method, cfg))
+        try:  # the estimate only informs the progress line: never let it cost a run
+            reporter.set_estimate(timing.pretraining_estimate(
+                req.method, plan.n_train, G, max_epochs, architecture=cls.pretrain_architecture(req.method, cfg),
+                gpu=str(device).startswith("cuda"), root=run.parent))
+        except Exception:  # noqa: BLE001
+            log.warning("no time estimate for this pretraining run", exc_info=True)
         trainer = Trainer(reporter.emit, reporter.should_stop)
         runs.write_status(run, "running", phase="pretraining", progress=0.05, epoch=0, max_epochs=max_epochs)
         log.info("pretraining %s on %s cells × %s genes from %d file(s), device %s", req.method, plan.n_train, G,
@@ -387,6 +395,13 @@ def run_pretraining(req: PretrainRequest, run: Path) -> dict[str, Any]:
                    "peak_rss_mib": peak_rss_mib(), "batch_size": bs, "stopped_by_user": trainer.stopped,
                    "notes": plan.notes, "fit_info": model.fit_info, "files": plan.files}
         store.write_metrics(metrics)
+        if not trainer.stopped and epochs_run:  # what later estimates of the same kind of run learn from
+            try:
+                store.write_timing(timing.timing_record(
+                    timing_key, {}, n_cells=plan.n_train, n_genes=G, device=str(device), phases={"main": fit_s},
+                    epoch_s=fit_s / epochs_run, epochs_run=epochs_run, total_s=time.monotonic() - t_start))
+            except Exception:  # noqa: BLE001 - a timing log that cannot be written must not fail a finished run
+                log.warning("could not record this pretraining run's timing", exc_info=True)
     finally:
         for src in sources:
             src.close()

@@ -170,6 +170,54 @@ def plan_line(plan: PretrainPlan) -> str:
     return head + ("; and the same network from scratch on the same split, for comparison" if plan.scratch else "")
 
 
+def cells_in_file(path: str | Path) -> int | None:
+    """Cells in ``path`` without reading its matrix: an ``.h5ad``'s obs index length; None for other formats (they
+    are only counted when read) and for a file that cannot be opened (the run itself will say why)."""
+    if not str(path).lower().endswith(".h5ad"):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            obs = f["obs"]
+            if isinstance(obs, h5py.Dataset):  # an old h5ad: obs as one table
+                return int(obs.shape[0])
+            return int(obs[obs.attrs.get("_index", "_index")].shape[0])
+    except (OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def pretraining_time(plan: PretrainPlan, model: str, options: dict[str, Any], n_genes: int, *,
+                     known_cells: dict[str, int] | None = None, gpu: bool = False,
+                     root: Path | None = None) -> str | None:
+    """How long the plan's pretraining takes, in words ("at most about 3 min: 50 epochs over 4,138 cells, …"),
+    for the Model page; None when starting from a finished run. ``known_cells``: cell counts already known (the
+    loaded files), others are counted from the file (``cells_in_file``) or said to be unknown."""
+    from scapp.train import timing
+    from scapp.train.pretrain import pretraining_spec
+
+    if plan.from_run or not plan.files:
+        return None
+    cls = pretraining_spec().load()
+    known = {f.name for f in fields(cls.Config)}
+    mc = {k: v for k, v in options.items() if k in known and k not in ("method", "pretrain_epochs")}
+    try:
+        cfg = cls.pretrain_config(plan.method, mc)
+    except ConfigError:
+        return None
+    epochs = int(plan.epochs or cfg.max_epochs)
+    counts = {p: (known_cells or {}).get(p) or cells_in_file(p) for p in plan.files}
+    n = sum(c for c in counts.values() if c)
+    unknown = [Path(p).name for p, c in counts.items() if not c]
+    if not n:
+        return f"pretraining time not estimated ({', '.join(unknown)}: cells are counted once the file is read)"
+    est = timing.pretraining_estimate(plan.method, int(n * 0.95), n_genes, epochs,
+                                      architecture=cls.pretrain_architecture(plan.method, cfg), gpu=gpu, root=root)
+    text = (f"pretraining at most {timing.about(est.seconds)} ({epochs} epochs over {n:,} cells; {est.source}; "
+            "early stopping may end it sooner)")
+    return text + (f"; not counted: {', '.join(unknown)}" if unknown else "")
+
+
 # -- queueing the chain ----------------------------------------------------------------------------------------------
 def check_plan(req: TrainRequest, plan: PretrainPlan) -> None:
     """Refuse, before any job is queued, a plan the jobs would fail on: a method that does not pretrain, no label

@@ -257,6 +257,58 @@ def estimate_seconds(model: str, preset: str, n_cells: int, n_genes: int | None 
     return estimate(model, preset, n_cells, n_genes, options=options, gpu=gpu, root=root).seconds
 
 
+# -- pretraining runs ---------------------------------------------------------------------------------------
+PRETRAIN_COST = {"mae": (20.0, 25.0), "vicreg": (40.0, 50.0), "simclr": (40.0, 50.0), "tabnet": (140.0, 5.0)}
+"""Pretraining objective → (µs per cell per epoch, ns per cell per epoch per gene) at the fast network (first
+layer 256 wide; TabNet at SIMS's defaults), 2 CPU cores, no GPU: fitted to the quiet pretraining runs of
+``bench/ssl_bench.py`` (pbmc3k 1,973 genes, pancreas 1,499, bone marrow 422; issue 13). The per-cell term is the
+hidden layers and batching, the per-gene term the first encoder and last decoder layers. TabNet's attentive
+steps cost about the same whatever the gene count at these sizes."""
+PRETRAIN_GPU_SPEEDUP = 10.0
+
+
+def pretraining_key(method: str, architecture: dict[str, Any]) -> str:
+    """The name pretraining runs' timing records are kept under (``timing_record``'s model): one per objective
+    and network, so past runs only teach estimates of the same kind of run."""
+    return f"pretrain:{method}:{json.dumps(architecture, sort_keys=True, default=str)}"
+
+
+def pretraining_estimate(method: str, n_cells: int, n_genes: int, epochs: int, *,
+                         architecture: dict[str, Any] | None = None, gpu: bool = False, root: Any = None,
+                         records: list[dict[str, Any]] | None = None) -> Estimate:
+    """Seconds a pretraining run of ``epochs`` epochs over ``n_cells`` training cells × ``n_genes`` takes: the
+    median of past pretraining runs of the same objective and network on this machine (scaled to the size and
+    epochs), else the built-in costs (``PRETRAIN_COST``). An upper end: early stopping may end it sooner."""
+    from scapp import runs
+
+    arch = dict(architecture or {})
+    key = pretraining_key(method, arch)
+    device = "cuda" if gpu else "cpu"
+    if records is None:
+        try:
+            records = runs.timing_records(root)
+        except OSError:
+            records = []
+    epochs = max(int(epochs), 1)
+    me = machine()
+    past = [r for r in records if r.get("model") == key and r.get("device", "cpu") == device
+            and r.get("host") == me["host"] and r.get("cpu_count") == me["cpu_count"] and r.get("epoch_s")]
+    w = work(n_cells, n_genes)
+    if past:
+        eps = [float(r["epoch_s"]) * w / work(r.get("n_cells", DEMO_CELLS), r.get("n_genes")) for r in past[-20:]]
+        ep = statistics.median(eps)
+        return Estimate({"main": ep * epochs}, f"median of {len(eps)} past pretraining run"
+                        f"{'s' if len(eps) > 1 else ''} on this machine", epoch_s=ep, n_past=len(eps))
+    per_cell_us, per_gene_ns = PRETRAIN_COST.get(method, PRETRAIN_COST["mae"])
+    widths = arch.get("encoder_widths")
+    scale = float(widths[0]) / 256 if widths else 1.0
+    ep = max(int(n_cells), 1) * (per_cell_us * 1e-6 + per_gene_ns * 1e-9 * max(int(n_genes), 1)) * scale
+    if gpu:
+        ep /= PRETRAIN_GPU_SPEEDUP
+    return Estimate({"main": ep * epochs}, "built-in calibration, 2 CPU cores" + (", ÷ the GPU speed-up" if gpu
+                                                                                 else ""), epoch_s=ep)
+
+
 # -- saying it ----------------------------------------------------------------------------------------------
 def _unit(seconds: float) -> tuple[float, str]:
     if seconds < 90:

@@ -216,3 +216,36 @@ def test_scratch_candidates_are_same_method_file_and_labels_without_pretraining(
     assert got["run_id"].tolist() == ["scratch"] and not got.loc[0, "queued_with"]
     assert np.isfinite(got.loc[0, "macro_f1"])
     assert job_of(root / "ft") == {} and job_steps(root / "ft") == []  # a CLI run belongs to no job
+
+
+def test_pretraining_time_counts_the_files_cells_and_learns_from_past_runs(small_files, pretrained, tmp_path):
+    """The Model page's pretraining estimate: cells counted from the h5ad files without reading them, scaled with
+    epochs, and once a pretraining run of the same network has finished here, its measured speed is what counts."""
+    from scapp.train import timing
+    from scapp.train.pretrain_jobs import cells_in_file, pretraining_time
+
+    ref, other = small_files
+    assert cells_in_file(ref) == 300 and cells_in_file(other) == 200
+    assert cells_in_file(tmp_path / "x.csv") is None and cells_in_file(tmp_path / "gone.h5ad") is None
+    plan = PretrainPlan(files=[str(ref), str(other)], epochs=10)
+    empty = tmp_path / "no-runs"
+    empty.mkdir()
+    text = pretraining_time(plan, "ssl", {}, 300, root=empty)
+    assert "10 epochs over 500 cells" in text and "built-in calibration" in text
+    ten = timing.pretraining_estimate("mae", 475, 300, 10, architecture={"encoder_widths": [512, 512, 256, 256, 64]},
+                                      records=[])
+    hundred = timing.pretraining_estimate("mae", 475, 300, 100, architecture={"encoder_widths": [512, 512, 256, 256,
+                                                                                                 64]}, records=[])
+    assert hundred.seconds - hundred.startup_s == pytest.approx(10 * (ten.seconds - ten.startup_s))
+    assert pretraining_time(PretrainPlan(from_run=str(pretrained)), "ssl", {}, 300) is None
+    # the tiny run in ``pretrained`` recorded its speed: an estimate of the same network on its root learns from it
+    rec = runs.RunStore(pretrained).timing()
+    arch = runs.RunStore(pretrained).config()["architecture"]
+    assert arch["encoder_widths"] == [32, 16]
+    assert rec["model"] == timing.pretraining_key("mae", arch) and rec["epochs_run"] == 2
+    learned = timing.pretraining_estimate("mae", rec["n_cells"], rec["n_genes"], 4, architecture=arch,
+                                          root=pretrained.parent)
+    assert learned.n_past == 1 and learned.epoch_s == pytest.approx(rec["epoch_s"])
+    assert learned.phases["main"] == pytest.approx(4 * rec["epoch_s"])
+    assert timing.pretraining_estimate("vicreg", 475, 300, 4, architecture=arch,
+                                       root=pretrained.parent).n_past == 0  # another objective: not learned from
