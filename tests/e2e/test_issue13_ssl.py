@@ -47,6 +47,9 @@ def test_pretrain_on_demo_and_query_then_fine_tune_and_see_what_pretraining_chan
     plan = pg.get_by_text(re.compile(r"The Train page will run: pretraining \(masked autoencoder, up to 2 epochs\) "
                                      r"on demo_pbmc4k_query\.h5ad, demo_pbmc3k\.h5ad"))
     plan.wait_for()
+    # how long the pretraining takes, from the two files' cell counts (read without loading them)
+    assert pg.get_by_text(re.compile(r"Pretraining at most about \d+ s \(2 epochs over 4,138 cells; (built-in "
+                                     r"calibration|median of \d+ past pretraining run)")).is_visible()
     plan.evaluate("e => e.scrollIntoView({block: 'center'})")
     time.sleep(0.5)
     pg.screenshot(path=str(SHOTS / "issue13-model-pretraining.png"))
