@@ -258,7 +258,7 @@ def estimate_seconds(model: str, preset: str, n_cells: int, n_genes: int | None 
 
 
 # -- pretraining runs ---------------------------------------------------------------------------------------
-PRETRAIN_COST = {"mae": (20.0, 25.0), "vicreg": (40.0, 50.0), "simclr": (40.0, 50.0), "tabnet": (140.0, 5.0)}
+PRETRAIN_COST = {"mae": (20.0, 30.0), "vicreg": (40.0, 50.0), "simclr": (40.0, 50.0), "tabnet": (140.0, 5.0)}
 """Pretraining objective → (µs per cell per epoch, ns per cell per epoch per gene) at the fast network (first
 layer 256 wide; TabNet at SIMS's defaults), 2 CPU cores, no GPU: fitted to the quiet pretraining runs of
 ``bench/ssl_bench.py`` (pbmc3k 1,973 genes, pancreas 1,499, bone marrow 422; issue 13). The per-cell term is the
