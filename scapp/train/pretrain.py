@@ -75,6 +75,10 @@ class PretrainRequest:
     """Cells whose embedding is kept in the run (a random sample beyond this)."""
     orientation: str = "auto"
 
+    def held_out(self, n_cells: int) -> int:
+        """How many of ``n_cells`` pretraining cells are held out to pick the kept epoch (none below 20)."""
+        return min(self.max_valid_cells, round(self.valid_frac * n_cells)) if n_cells >= 20 else 0
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PretrainRequest:
         return config_from_dict(cls, d)
@@ -176,7 +180,7 @@ def _scan(req: PretrainRequest, candidate: list[str], sources: list[CellSource],
                 raise InputError(f"None of the cells named for {Path(path).name} are in it.")
         selected.append(np.asarray(sel))
     n_sel = sum(int(s.sum()) for s in selected)
-    n_valid = min(req.max_valid_cells, round(req.valid_frac * n_sel)) if n_sel >= 20 else 0
+    n_valid = req.held_out(n_sel)
     flat = rng.choice(n_sel, size=n_valid, replace=False) if n_valid else np.zeros(0, np.int64)
     is_valid: list[np.ndarray] = []
     offset = 0
@@ -341,8 +345,9 @@ def run_pretraining(req: PretrainRequest, run: Path) -> dict[str, Any]:
         store.write_genes(plan.genes)
         store.write_labels([], None)
         store.write_recipe(plan.recipe.to_dict())
-        store.write_config({**base, "preprocess": asdict(plan.recipe.config),
-                            "architecture": cls.pretrain_architecture(req.method, cfg), "genes_of": req.genes_of})
+        arch = cls.pretrain_architecture(req.method, cfg)
+        store.write_config({**base, "preprocess": asdict(plan.recipe.config), "architecture": arch,
+                            "genes_of": req.genes_of})
         store.write_data_info({"path": base["data"], "sha256": file_digest(req.data[0]),
                                "files": [{**f, "sha256": file_digest(f["path"])} for f in plan.files],
                                "n_cells": int(sum(f["n_cells"] for f in plan.files)), "n_genes": G,
@@ -357,11 +362,11 @@ def run_pretraining(req: PretrainRequest, run: Path) -> dict[str, Any]:
         bs = cfg.batch_size or 256
         max_epochs = cfg.max_epochs
         reporter = _Reporter(run, max_epochs)
-        timing_key = timing.pretraining_key(req.method, cls.pretrain_architecture(req.method, cfg))
+        timing_key = timing.pretraining_key(req.method, arch)
         try:  # the estimate only informs the progress line: never let it cost a run
             reporter.set_estimate(timing.pretraining_estimate(
-                req.method, plan.n_train, G, max_epochs, architecture=cls.pretrain_architecture(req.method, cfg),
-                gpu=str(device).startswith("cuda"), root=run.parent))
+                req.method, plan.n_train, G, max_epochs, architecture=arch, gpu=str(device).startswith("cuda"),
+                root=run.parent))
         except Exception:  # noqa: BLE001
             log.warning("no time estimate for this pretraining run", exc_info=True)
         trainer = Trainer(reporter.emit, reporter.should_stop)

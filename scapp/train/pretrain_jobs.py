@@ -199,10 +199,8 @@ def pretraining_time(plan: PretrainPlan, model: str, options: dict[str, Any], n_
     if plan.from_run or not plan.files:
         return None
     cls = pretraining_spec().load()
-    known = {f.name for f in fields(cls.Config)}
-    mc = {k: v for k, v in options.items() if k in known and k not in ("method", "pretrain_epochs")}
     try:
-        cfg = cls.pretrain_config(plan.method, mc)
+        cfg = cls.pretrain_config(plan.method, _shared_options(options))
     except ConfigError:
         return None
     epochs = int(plan.epochs or cfg.max_epochs)
@@ -211,7 +209,8 @@ def pretraining_time(plan: PretrainPlan, model: str, options: dict[str, Any], n_
     unknown = [Path(p).name for p, c in counts.items() if not c]
     if not n:
         return f"pretraining time not estimated ({', '.join(unknown)}: cells are counted once the file is read)"
-    est = timing.pretraining_estimate(plan.method, int(n * 0.95), n_genes, epochs,
+    n_train = n - PretrainRequest(data=list(plan.files)).held_out(n)
+    est = timing.pretraining_estimate(plan.method, n_train, n_genes, epochs,
                                       architecture=cls.pretrain_architecture(plan.method, cfg), gpu=gpu, root=root)
     text = (f"pretraining at most {timing.about(est.seconds)} ({epochs} epochs over {n:,} cells; {est.source}; "
             "early stopping may end it sooner)")
@@ -255,12 +254,18 @@ def pretrain_request(req: TrainRequest, plan: PretrainPlan) -> PretrainRequest:
     the pretraining network shares with the fine-tune (layer widths) so the fine-tune can load its encoder."""
     from scapp.train.pretrain import pretraining_spec
 
-    cls = pretraining_spec().load()
-    known = {f.name for f in fields(cls.Config)}
-    mc = {k: v for k, v in req.model_config.items() if k in known and k not in ("method", "pretrain_epochs")}
     return PretrainRequest(data=list(plan.files), method=plan.method, genes_of=req.data, layer=req.layer,
-                           epochs=plan.epochs, device=req.device, seed=req.seed, model_config=mc,
-                           orientation=req.orientation)
+                           epochs=plan.epochs, device=req.device, seed=req.seed,
+                           model_config=_shared_options(req.model_config), orientation=req.orientation)
+
+
+def _shared_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The model options a pretraining run takes from the fine-tune's (its layer widths, schedule…): those the
+    pretraining method has, except the objective and the fine-tune's own pretraining epochs."""
+    from scapp.train.pretrain import pretraining_spec
+
+    known = {f.name for f in fields(pretraining_spec().load().Config)}
+    return {k: v for k, v in options.items() if k in known and k not in ("method", "pretrain_epochs")}
 
 
 def start_pretrain_jobs(req: TrainRequest, plan: PretrainPlan, *, root: Path) -> StartedJobs:

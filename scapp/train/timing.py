@@ -179,13 +179,30 @@ def option_factors(model: str, options: dict[str, Any], base_options: dict[str, 
     return out
 
 
+def _records(records: list[dict[str, Any]] | None, root: Any) -> list[dict[str, Any]]:
+    """``records`` as given, else the timing records of the runs root ``root`` (none when it cannot be read)."""
+    if records is not None:
+        return records
+    from scapp import runs
+
+    try:
+        return runs.timing_records(root)
+    except OSError:
+        return []
+
+
+def _here(records: list[dict[str, Any]], model: str, device: str) -> list[dict[str, Any]]:
+    """The records of ``model`` runs on this host (same cores) and device: the only ones whose speed carries over."""
+    me = machine()
+    return [r for r in records if r.get("model") == model and r.get("device", "cpu") == device
+            and r.get("host") == me["host"] and r.get("cpu_count") == me["cpu_count"]]
+
+
 def _past(model: str, options: dict[str, Any], device: str, n_cells: int, n_genes: int | None,
           records: list[dict[str, Any]]) -> Estimate | None:
-    me = machine()
     key = normalized_options(options)
-    same = [r for r in records if r.get("model") == model and r.get("device", "cpu") == device
-            and r.get("host") == me["host"] and r.get("cpu_count") == me["cpu_count"]
-            and normalized_options(r.get("options") or {}) == key and r.get("phases")]
+    same = [r for r in _here(records, model, device)
+            if normalized_options(r.get("options") or {}) == key and r.get("phases")]
     if not same:
         return None
     w = work(n_cells, n_genes)
@@ -212,16 +229,11 @@ def estimate(model: str, preset: str = "default", n_cells: int = DEMO_CELLS, n_g
     use a GPU (then only GPU records count, and the CPU calibration is divided by the method's
     ``gpu_speedup`` where none exist).
     """
-    from scapp import runs
     from scapp.models.registry import get_spec
 
     spec = get_spec(model)
     device = "cuda" if gpu else "cpu"
-    if records is None:
-        try:
-            records = runs.timing_records(root)
-        except OSError:
-            records = []
+    records = _records(records, root)
     resolved = resolved_options(model, preset, options)
     past = _past(model, resolved, device, n_cells, n_genes, records)
     if past is not None:
@@ -279,20 +291,10 @@ def pretraining_estimate(method: str, n_cells: int, n_genes: int, epochs: int, *
     """Seconds a pretraining run of ``epochs`` epochs over ``n_cells`` training cells × ``n_genes`` takes: the
     median of past pretraining runs of the same objective and network on this machine (scaled to the size and
     epochs), else the built-in costs (``PRETRAIN_COST``). An upper end: early stopping may end it sooner."""
-    from scapp import runs
-
     arch = dict(architecture or {})
-    key = pretraining_key(method, arch)
     device = "cuda" if gpu else "cpu"
-    if records is None:
-        try:
-            records = runs.timing_records(root)
-        except OSError:
-            records = []
     epochs = max(int(epochs), 1)
-    me = machine()
-    past = [r for r in records if r.get("model") == key and r.get("device", "cpu") == device
-            and r.get("host") == me["host"] and r.get("cpu_count") == me["cpu_count"] and r.get("epoch_s")]
+    past = [r for r in _here(_records(records, root), pretraining_key(method, arch), device) if r.get("epoch_s")]
     w = work(n_cells, n_genes)
     if past:
         eps = [float(r["epoch_s"]) * w / work(r.get("n_cells", DEMO_CELLS), r.get("n_genes")) for r in past[-20:]]
